@@ -1,0 +1,85 @@
+"""Turning user arrays into validated, flat, in-place views, with errors that
+name the offending argument."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _torch_tensor_to_numpy(obj, what: str):
+    if obj.device.type != "cpu":
+        raise TypeError(
+            f"{what} is a torch tensor on {obj.device}; the CPU backend takes CPU "
+            "arrays only (GPU arrays need the CUDA backend)"
+        )
+    return obj.detach().numpy()
+
+
+def to_ndarray(obj, what: str) -> np.ndarray:
+    """The ndarray sharing memory with ``obj`` (ndarray, torch CPU tensor, or a
+    buffer-protocol object); never a copy."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
+        return _torch_tensor_to_numpy(obj, what)
+    try:
+        memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            f"{what} must be an array updated in place (numpy.ndarray, torch CPU "
+            f"tensor or buffer-protocol object), got {type(obj).__name__}"
+        ) from None
+    return np.asarray(obj)
+
+
+def flat_view(array: np.ndarray, what: str, *, writeable: bool = True) -> np.ndarray:
+    """A 1-D view of a contiguous float32/float64 array; raises otherwise."""
+    if array.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{what} has dtype {array.dtype}; fastopt supports float32 and float64")
+    if writeable and not array.flags.writeable:
+        raise ValueError(f"{what} is read-only; it must be writeable to be updated in place")
+    if array.flags.c_contiguous:
+        flat = array.reshape(-1)
+    elif array.flags.f_contiguous:
+        flat = array.T.reshape(-1)
+    else:
+        raise ValueError(
+            f"{what} is not contiguous (strides {array.strides}); pass a contiguous "
+            "array so it can be updated in place"
+        )
+    return flat
+
+
+def param_grad_pair(param, grad, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one (param, grad) pair and return their flat views."""
+    p = to_ndarray(param, f"{where} param")
+    g = to_ndarray(grad, f"{where} grad")
+    pf = flat_view(p, f"{where} param")
+    gf = flat_view(g, f"{where} grad", writeable=False)
+    if p.dtype != g.dtype:
+        raise TypeError(f"{where}: param dtype {p.dtype} and grad dtype {g.dtype} differ")
+    if p.shape != g.shape:
+        raise ValueError(f"{where}: param shape {p.shape} and grad shape {g.shape} differ")
+    if p.size and p.ndim > 1 and p.flags.c_contiguous != g.flags.c_contiguous:
+        raise ValueError(f"{where}: param and grad have different memory layouts (C vs Fortran order)")
+    return pf, gf
+
+
+def _byte_range(a: np.ndarray) -> tuple[int, int]:
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def check_disjoint(named: list[tuple[str, np.ndarray]]) -> None:
+    """Raise if any two of the arrays share memory (an update would corrupt the other)."""
+    spans = sorted(
+        (_byte_range(a) + (name,) for name, a in named if a.nbytes), key=lambda t: t[0]
+    )
+    reach, holder = -1, None
+    for start, end, name in spans:
+        if start < reach:
+            raise ValueError(f"{holder} and {name} share memory; every param and grad must be a separate buffer")
+        if end > reach:
+            reach, holder = end, name

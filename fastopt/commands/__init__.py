@@ -1,0 +1,1 @@
+"""One module per ``fastopt`` subcommand (see :mod:`fastopt.cli`)."""

@@ -1,0 +1,158 @@
+"""FlatParams: all parameters of a model in one aligned, contiguous buffer."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from ._arrays import SUPPORTED_DTYPES, to_ndarray
+
+ALIGNMENT = 64
+"""Byte alignment of the buffers' first element (a cache line, a full AVX-512 vector)."""
+
+
+def aligned_empty(n: int, dtype) -> np.ndarray:
+    """An uninitialised 1-D array of ``n`` elements whose data starts on an
+    ``ALIGNMENT``-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % ALIGNMENT
+    return raw[offset: offset + n * dtype.itemsize].view(dtype)
+
+
+def aligned_zeros(n: int, dtype) -> np.ndarray:
+    """Like :func:`aligned_empty`, filled with zeros."""
+    out = aligned_empty(n, dtype)
+    out.fill(0)
+    return out
+
+
+class FlatParams:
+    """Named, shaped parameters packed into one contiguous buffer, with a
+    gradient buffer of the same layout.
+
+    An optimizer given a ``FlatParams`` updates every parameter with one
+    kernel call over ``data``. ``self[name]`` is a view into ``data``: writing
+    through it writes the buffer (and vice versa); ``grad_of(name)`` is the
+    matching view into ``grad``.
+
+    Parameters
+    ----------
+    shapes : mapping of str to tuple of int
+        Parameter names and shapes, in layout order.
+    dtype : {numpy.float32, numpy.float64}, optional
+        Element type of both buffers. Default float32.
+
+    Examples
+    --------
+    >>> fp = FlatParams({"w": (2, 3), "b": (3,)})
+    >>> fp["w"][:] = 1.0
+    >>> fp.data[:6].sum()
+    6.0
+    """
+
+    def __init__(self, shapes: Mapping[str, tuple], dtype=np.float32):
+        dtype = np.dtype(dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        if not isinstance(shapes, Mapping) or not shapes:
+            raise ValueError("shapes must be a non-empty mapping of name -> shape")
+        self._slices: dict[str, tuple[int, int, tuple]] = {}
+        offset = 0
+        for name, shape in shapes.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"parameter names must be non-empty strings, got {name!r}")
+            shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+            if any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
+                raise ValueError(f"shape of {name!r} must hold non-negative ints, got {shape!r}")
+            size = math.prod(shape)
+            self._slices[name] = (offset, offset + size, tuple(int(d) for d in shape))
+            offset += size
+        self.dtype = dtype
+        self.data = aligned_zeros(offset, dtype)
+        self.grad = aligned_zeros(offset, dtype)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, object], dtype=None) -> "FlatParams":
+        """Pack copies of existing arrays (their values become the initial parameters).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array-like
+        dtype : optional
+            Buffer dtype; default: the common float dtype of the arrays (float32
+            when they are not floating point).
+        """
+        converted = {name: np.asarray(to_ndarray(a, f"arrays[{name!r}]") if not np.isscalar(a) else a)
+                     for name, a in arrays.items()}
+        if dtype is None:
+            dtype = np.result_type(*converted.values())
+            if dtype not in SUPPORTED_DTYPES:
+                dtype = np.float32
+        flat = cls({name: a.shape for name, a in converted.items()}, dtype=dtype)
+        for name, a in converted.items():
+            flat[name][...] = a
+        return flat
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Parameter names in layout order."""
+        return tuple(self._slices)
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """Name -> shape."""
+        return {name: shape for name, (_, _, shape) in self._slices.items()}
+
+    def __len__(self) -> int:
+        return self.data.size
+
+    def __contains__(self, name) -> bool:
+        return name in self._slices
+
+    def __iter__(self):
+        return iter(self._slices)
+
+    def _view(self, buffer: np.ndarray, name: str) -> np.ndarray:
+        try:
+            start, stop, shape = self._slices[name]
+        except KeyError:
+            raise KeyError(f"no parameter named {name!r}; have {list(self._slices)}") from None
+        return buffer[start:stop].reshape(shape)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._view(self.data, name)
+
+    def __setitem__(self, name: str, value) -> None:
+        self[name][...] = value
+
+    def grad_of(self, name: str) -> np.ndarray:
+        """The gradient view of parameter ``name`` (same shape, into ``grad``)."""
+        return self._view(self.grad, name)
+
+    def span(self, names) -> tuple[np.ndarray, np.ndarray]:
+        """Flat (param, grad) views covering ``names``, which must be adjacent in
+        the layout: use it to give a group of parameters its own hyperparameters
+        while keeping one kernel call per group."""
+        names = list(names)
+        if not names:
+            raise ValueError("names must not be empty")
+        bounds = sorted(self._slices[n][:2] if n in self._slices else self._view(self.data, n) for n in names)
+        for (_, stop), (start, _) in zip(bounds, bounds[1:]):
+            if start != stop:
+                raise ValueError(f"parameters {names} are not adjacent in the layout {self.names}")
+        lo, hi = bounds[0][0], bounds[-1][1]
+        return self.data[lo:hi], self.grad[lo:hi]
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero."""
+        self.grad.fill(0)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter, by name."""
+        return {name: self[name].copy() for name in self._slices}
+
+    def __repr__(self) -> str:
+        return f"FlatParams({len(self._slices)} tensors, {self.data.size} elements, {self.dtype})"

@@ -1,0 +1,73 @@
+"""Adam and AdamW (coupled or decoupled weight decay), with optional AMSGrad."""
+
+from __future__ import annotations
+
+import math
+
+from ._common import Spec, Variant, beta_pair, boolean, effective_grad, nonnegative, rule_jit
+
+
+@rule_jit
+def adam(i, p, g, s, c):
+    scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps = c
+    m, v = s
+    d = effective_grad(g[i], p[i], scale, bound, l2)
+    mi = b1 * m[i] + one_minus_b1 * d
+    vi = b2 * v[i] + one_minus_b2 * d * d
+    m[i] = mi
+    v[i] = vi
+    p[i] = decay * p[i] - step_size * mi / (math.sqrt(vi) / bc2_sqrt + eps)
+
+
+@rule_jit
+def adam_amsgrad(i, p, g, s, c):
+    scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps = c
+    m, v, vmax = s
+    d = effective_grad(g[i], p[i], scale, bound, l2)
+    mi = b1 * m[i] + one_minus_b1 * d
+    vi = b2 * v[i] + one_minus_b2 * d * d
+    vm = vmax[i]
+    if vi > vm:
+        vm = vi
+    m[i] = mi
+    v[i] = vi
+    vmax[i] = vm
+    p[i] = decay * p[i] - step_size * mi / (math.sqrt(vm) / bc2_sqrt + eps)
+
+
+def _variant(h):
+    if h["amsgrad"]:
+        return Variant(adam_amsgrad, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+    return Variant(adam, ("exp_avg", "exp_avg_sq"))
+
+
+def _make_coefficients(decoupled: bool):
+    def coefficients(h, step):
+        b1, b2 = h["betas"]
+        lr, wd = h["lr"], h["weight_decay"]
+        l2, decay = (0.0, 1.0 - lr * wd) if decoupled else (wd, 1.0)
+        step_size = lr / (1.0 - b1**step)
+        bc2_sqrt = math.sqrt(1.0 - b2**step)
+        return (l2, decay, b1, 1.0 - b1, b2, 1.0 - b2, step_size, bc2_sqrt, h["eps"])
+
+    return coefficients
+
+
+_CHECKS = dict(lr=nonnegative, betas=beta_pair, eps=nonnegative, weight_decay=nonnegative,
+               amsgrad=boolean, maximize=boolean)
+
+SPEC = Spec(
+    name="adam",
+    defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False),
+    checks=_CHECKS,
+    variant=_variant,
+    coefficients=_make_coefficients(decoupled=False),
+)
+
+SPEC_W = Spec(
+    name="adamw",
+    defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
+    checks=_CHECKS,
+    variant=_variant,
+    coefficients=_make_coefficients(decoupled=True),
+)
