@@ -58,17 +58,25 @@ def param_grad_pair(param, grad, where: str) -> tuple[np.ndarray, np.ndarray]:
     g = to_ndarray(grad, f"{where} grad")
     pf = flat_view(p, f"{where} param")
     gf = flat_view(g, f"{where} grad", writeable=False)
+    check_pair(p, g, where)
+    return pf, gf
+
+
+def check_pair(p, g, where: str) -> None:
+    """Raise unless param ``p`` and grad ``g`` (ndarray-like: ``dtype``,
+    ``shape``, ``size``, ``ndim``, ``flags.c_contiguous``) match element for
+    element. Shared by the CPU and CUDA backends."""
     if p.dtype != g.dtype:
         raise TypeError(f"{where}: param dtype {p.dtype} and grad dtype {g.dtype} differ")
     if p.shape != g.shape:
         raise ValueError(f"{where}: param shape {p.shape} and grad shape {g.shape} differ")
     if p.size and p.ndim > 1 and p.flags.c_contiguous != g.flags.c_contiguous:
         raise ValueError(f"{where}: param and grad have different memory layouts (C vs Fortran order)")
-    return pf, gf
 
 
-def _byte_range(a: np.ndarray) -> tuple[int, int]:
-    start = a.__array_interface__["data"][0]
+def _byte_range(a) -> tuple[int, int]:
+    interface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    start = interface["data"][0]
     return start, start + a.nbytes
 
 

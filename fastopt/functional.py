@@ -85,7 +85,7 @@ def apply(name: str, param, grad, state: dict, *, step: int, **hyperparameters) 
         states.append(arr)
     check_disjoint([("param", p), ("grad", g)] + [(f"state[{k!r}]", a) for k, a in zip(variant.state_names, states)])
     scale = -1.0 if h["maximize"] else 1.0
-    c = np.array((scale, math.inf) + spec.coefficients(h, int(step)), dtype=p.dtype)
+    c = np.array((scale, math.inf) + spec.coefficients(h, int(step), state), dtype=p.dtype)
     _cpu.cpu_kernel(variant.rule, c.size)(p, g, tuple(states), c, _cpu.SERIAL_BELOW)
 
 

@@ -1,70 +1,34 @@
 """The optimizer API: torch.optim's names, defaults and semantics, driving one
-fused kernel call per contiguous buffer."""
+fused kernel call per contiguous buffer, plus the training-loop options that
+fold into that same pass (clipping, non-finite guard, accumulation, EMA)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
-from typing import Any
+import warnings
 
 import numpy as np
 
-from . import _cpu
-from ._arrays import check_disjoint, param_grad_pair
-from .params import FlatParams, aligned_zeros
+from ._groups import build_groups
+from .clip import CLIP_EPS
 from .rules import SPECS, Spec
 
-_INF = math.inf
+NONFINITE_POLICIES = ("skip", "raise", "ignore")
 
 
-class _Slot:
-    """Per-group bookkeeping that users never see: flat views, state ids and the
-    compiled plan for the group's current hyperparameters."""
-
-    __slots__ = ("pairs", "shapes", "ids", "snapshot", "variant", "states", "coefficients", "kernel")
-
-    def __init__(self, pairs, shapes, ids):
-        self.pairs = pairs
-        self.shapes = shapes
-        self.ids = ids
-        self.snapshot = None
-        self.variant = None
-        self.states = None
-        self.coefficients = None
-        self.kernel = None
+class NonFiniteGradientError(FloatingPointError):
+    """Raised by ``step()`` with ``nonfinite="raise"``; nothing was changed."""
 
 
-def _looks_like_pair(obj) -> bool:
-    return (
-        isinstance(obj, tuple)
-        and len(obj) == 2
-        and not isinstance(obj[0], (tuple, list, dict))
-        and not isinstance(obj[1], (tuple, list, dict))
-    )
-
-
-def _group_pairs(params, where: str) -> list[tuple[Any, Any]]:
-    """The (param, grad) pairs of one group's ``params`` entry."""
-    if isinstance(params, FlatParams):
-        return [(params.data, params.grad)]
-    if _looks_like_pair(params):
-        return [params]
-    if isinstance(params, (list, tuple)):
-        pairs = []
-        for k, item in enumerate(params):
-            if isinstance(item, FlatParams):
-                pairs.append((item.data, item.grad))
-            elif isinstance(item, (tuple, list)) and len(item) == 2:
-                pairs.append(tuple(item))
-            else:
-                raise TypeError(
-                    f"{where}[{k}] must be a (param, grad) pair or a FlatParams, got {type(item).__name__}"
-                )
-        return pairs
-    raise TypeError(
-        f"{where} must be a FlatParams, a (param, grad) pair, a list of pairs or a list of "
-        f"param-group dicts, got {type(params).__name__}"
-    )
+def _positive_or_none(name: str, value) -> float | None:
+    if value is None:
+        return None
+    x = float(value)
+    if not x > 0 or math.isinf(x):
+        raise ValueError(f"{name} must be a positive finite number or None, got {value!r}")
+    return x
 
 
 class Optimizer:
@@ -78,68 +42,77 @@ class Optimizer:
         What to update. Each param is updated in place from its grad's current
         contents at every :meth:`step`. A list of dicts gives param groups as in
         torch: each dict has ``"params"`` and optional hyperparameter overrides.
-        Arrays may be NumPy arrays, torch CPU tensors, or anything exposing the
-        buffer protocol; they must be contiguous float32/float64, and params
-        writeable.
+        Arrays may be NumPy arrays, torch tensors, or anything exposing the
+        buffer protocol (or, with the CUDA backend, GPU arrays); they must be
+        contiguous float32/float64, and params writeable.
+    max_grad_norm : float, optional
+        Clip the global L2 norm of all gradients to this value (torch's
+        ``clip_grad_norm_`` formula). One read-only reduction pass computes the
+        norm; the clip factor is folded into the update pass.
+    max_grad_value : float, optional
+        Clamp every gradient element to ``[-v, v]`` inside the update pass.
+    nonfinite : {"skip", "raise", "ignore"}, optional
+        What to do when a gradient holds NaN or inf. ``"skip"``: leave params and
+        state bit-identical, count it in ``skipped_steps`` and warn once;
+        ``"raise"``: raise :class:`NonFiniteGradientError` (nothing changed);
+        ``"ignore"``: apply the step as is. Default: ``"skip"`` when a reduction
+        pass runs anyway (``max_grad_norm`` set, or under a
+        :class:`~fastopt.LossScaler`), else ``"ignore"`` so that a plain step
+        stays one pass over memory.
+    accumulate : int, optional
+        Apply the mean of ``accumulate`` micro-batch gradients every
+        ``accumulate``-th call of :meth:`step` (the gradients accumulate in the
+        grad buffers; :meth:`zero_grad` only clears them after an applied step).
+    ema_decay : float, optional
+        Keep an exponential moving average of the params, updated in the same
+        kernel pass: ``ema = d * ema + (1 - d) * p``. See :meth:`swap_ema`.
     **hyperparameters
         The optimizer's hyperparameters (torch.optim's names and defaults).
     """
 
     spec: Spec
 
-    def __init__(self, params, **hyperparameters):
+    def __init__(self, params, *, max_grad_norm=None, max_grad_value=None, nonfinite=None,
+                 accumulate=1, ema_decay=None, **hyperparameters):
         spec = self.spec
         unknown = set(hyperparameters) - set(spec.defaults)
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unknown hyperparameter(s) {sorted(unknown)}; "
-                            f"accepted: {sorted(spec.defaults)}")
+            raise TypeError(f"{type(self).__name__} got unknown argument(s) {sorted(unknown)}; "
+                            f"hyperparameters: {sorted(spec.defaults)}")
+        self.max_grad_norm = _positive_or_none("max_grad_norm", max_grad_norm)
+        self.max_grad_value = _positive_or_none("max_grad_value", max_grad_value)
+        if nonfinite is not None and nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES} or None, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        if isinstance(accumulate, bool) or not isinstance(accumulate, (int, np.integer)) or accumulate < 1:
+            raise ValueError(f"accumulate must be an int >= 1, got {accumulate!r}")
+        self.accumulate = int(accumulate)
+        if ema_decay is not None:
+            d = float(ema_decay)
+            if not 0.0 <= d < 1.0:
+                raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+            ema_decay = d
+        self.ema_decay = ema_decay
         defaults = {**spec.defaults, **hyperparameters}
         self._check_hyperparameters(defaults, "")
         self.defaults = defaults
-        self.param_groups: list[dict] = []
-        self.state: dict[int, dict] = {}
-        self._slots: list[_Slot] = []
-        self._scalar = None
-
-        raw_groups = params if isinstance(params, list) and params and all(isinstance(x, dict) for x in params) else None
-        if raw_groups is None and isinstance(params, dict):
-            raw_groups = [params]
-        if raw_groups is None:
-            raw_groups = [{"params": params}]
-        if not raw_groups:
-            raise ValueError("params must not be empty")
-
-        named_buffers = []
-        groups, slots, next_id = [], [], 0
-        for gi, raw in enumerate(raw_groups):
-            where = f"param_groups[{gi}]" if len(raw_groups) > 1 else "params"
-            if "params" not in raw:
-                raise ValueError(f"{where} has no 'params' entry")
-            unknown = set(raw) - set(spec.defaults) - {"params"}
-            if unknown:
-                raise TypeError(f"{where} has unknown key(s) {sorted(unknown)}")
-            group = {**defaults, **{k: v for k, v in raw.items() if k != "params"}}
-            self._check_hyperparameters(group, f"{where}: ")
-            pairs = _group_pairs(raw["params"], f"{where}['params']" if len(raw_groups) > 1 else "params")
-            if not pairs:
-                raise ValueError(f"{where} holds no parameters")
-            flat_pairs, shapes, ids = [], [], []
-            for k, (p, g) in enumerate(pairs):
-                label = f"{where}[{k}]" if len(pairs) > 1 or len(raw_groups) > 1 else "params"
-                pf, gf = param_grad_pair(p, g, label)
-                named_buffers += [(f"{label} param", pf), (f"{label} grad", gf)]
-                flat_pairs.append((pf, gf))
-                shapes.append(np.shape(p))
-                ids.append(next_id)
-                next_id += 1
-            group["params"] = [p for p, _ in pairs]
-            groups.append(group)
-            slots.append(_Slot(flat_pairs, shapes, ids))
-        check_disjoint(named_buffers)
-        self.param_groups, self._slots = groups, slots
-        for slot in slots:
-            for i in slot.ids:
-                self.state[i] = {"step": 0}
+        self.param_groups, self._slots = build_groups(params, defaults, self._check_hyperparameters)
+        self.state: dict[int, dict] = {i: {"step": 0} for slot in self._slots for i in slot.ids}
+        self._keys = tuple(spec.defaults)
+        self.skipped_steps = 0
+        self.last_grad_norm: float | None = None
+        self._pending = 0
+        self._warned_nonfinite = False
+        if ema_decay is not None:
+            for slot in self._slots:
+                for i, (p, _) in zip(slot.ids, slot.pairs):
+                    ema = slot.backend.zeros(p.size, p.dtype)
+                    slot.backend.copy_(ema, p)
+                    self.state[i]["ema"] = ema
+        # State is allocated up front (zeros, or the optimizer's initial value),
+        # so that a skipped first step leaves it exactly as it was.
+        for group, slot in zip(self.param_groups, self._slots):
+            self._prepare(group, slot, tuple([group[k] for k in self._keys]))
 
     # -- hyperparameters -------------------------------------------------
 
@@ -153,34 +126,27 @@ class Optimizer:
             except ValueError as exc:
                 raise ValueError(f"{prefix}{exc}") from None
 
-    def _prepare(self, group: dict, slot: _Slot, snapshot: tuple) -> None:
-        """(Re)validate a group whose hyperparameters changed and make sure the
-        state arrays its variant needs exist."""
+    def _prepare(self, group: dict, slot, snapshot: tuple) -> None:
+        """(Re)validate a group whose hyperparameters changed, make sure the
+        state arrays its variant needs exist, and pick its compiled kernel."""
         self._check_hyperparameters(group, "")
         variant = self.spec.variant(group)
+        with_ema = self.ema_decay is not None
         states = []
         for i, (p, _) in zip(slot.ids, slot.pairs):
             st = self.state[i]
             for name in variant.state_names:
                 if name not in st:
                     fill = self.spec.state_fill.get(name)
-                    arr = aligned_zeros(p.size, p.dtype)
-                    if fill is not None:
-                        arr.fill(fill(group))
-                    st[name] = arr
-            states.append(tuple(st[name] for name in variant.state_names))
-        # Per-step constants travel to the kernel in a small array of the buffer's
-        # dtype: refilling it costs far less than building a tuple of numpy scalars.
-        n_coefficients = 2 + len(self.spec.coefficients(group, 1))
-        slot.coefficients = [np.empty(n_coefficients, p.dtype) for p, _ in slot.pairs]
-        slot.kernel = _cpu.cpu_kernel(variant.rule, n_coefficients)
+                    st[name] = slot.backend.zeros(p.size, p.dtype, fill(group) if fill else 0.0)
+            names = variant.state_names + (("ema",) if with_ema else ())
+            states.append(tuple(st[name] for name in names))
+        n_coefficients = 2 + len(self.spec.coefficients(group, 1, {}))
+        dtype = slot.pairs[0][0].dtype
+        slot.launch = slot.backend.launcher(variant.rule, n_coefficients, dtype, with_ema)
         slot.variant, slot.states, slot.snapshot = variant, states, snapshot
 
     # -- the step --------------------------------------------------------
-
-    def _gradient_transform(self, group: dict) -> tuple[float, float]:
-        """(grad_scale, grad_bound) folded into the update's first multiply."""
-        return (-1.0 if group["maximize"] else 1.0), _INF
 
     def step(self, closure=None):
         """Apply one update to every parameter, in place.
@@ -195,55 +161,117 @@ class Optimizer:
         The closure's loss, or None.
         """
         loss = closure() if closure is not None else None
-        coefficients, keys = self.spec.coefficients, self._keys
-        serial_below = _cpu.SERIAL_BELOW
+        self._step(1.0, None)
+        return loss
+
+    def _step(self, unscale: float, forced_policy: str | None) -> bool:
+        """The update, with gradients multiplied by ``unscale``. Returns whether
+        it was applied (False while accumulating or when a non-finite gradient
+        made it skip). A ``forced_policy`` (the loss scaler's) skips quietly:
+        there, overflow is expected and handled by backing off the scale."""
+        keys = self._keys
         for group, slot in zip(self.param_groups, self._slots):
+            # Every group is (re)validated before any array is touched.
             snapshot = tuple([group[k] for k in keys])
             if snapshot != slot.snapshot:
                 self._prepare(group, slot, snapshot)
-            kernel = slot.kernel
-            head = self._gradient_transform(group)
-            cache_step = None
-            for i, (p, g), states, c in zip(slot.ids, slot.pairs, slot.states, slot.coefficients):
-                st = self.state[i]
+        if self.accumulate > 1:
+            self._pending += 1
+            if self._pending < self.accumulate:
+                return False
+            self._pending = 0
+            unscale /= self.accumulate
+        scale = unscale
+        policy = forced_policy or self.nonfinite or ("skip" if self.max_grad_norm else "ignore")
+        if self.max_grad_norm is not None or policy != "ignore":
+            sum_sq = self._grad_sum_of_squares()
+            if not math.isfinite(sum_sq) and policy != "ignore" and not self._grads_finite():
+                return self._handle_nonfinite(policy, quiet=forced_policy is not None)
+            norm = math.sqrt(sum_sq) * scale
+            self.last_grad_norm = norm
+            if self.max_grad_norm is not None and norm > self.max_grad_norm:
+                scale *= self.max_grad_norm / (norm + CLIP_EPS)
+        bound = math.inf if self.max_grad_value is None else self.max_grad_value
+        tail = () if self.ema_decay is None else (self.ema_decay, 1.0 - self.ema_decay)
+        coefficients, state = self.spec.coefficients, self.state
+        for group, slot in zip(self.param_groups, self._slots):
+            launch = slot.launch
+            head = (-scale if group["maximize"] else scale, bound)
+            for i, (p, g), states in zip(slot.ids, slot.pairs, slot.states):
+                st = state[i]
                 step = st["step"] + 1
                 st["step"] = step
-                if step != cache_step:
-                    values = head + coefficients(group, step)
-                    cache_step = step
-                c[:] = values
-                kernel(p, g, states, c, serial_below)
-        return loss
+                launch(p, g, states, head + coefficients(group, step, st) + tail)
+        return True
 
-    @property
-    def _keys(self) -> tuple[str, ...]:
-        return tuple(self.spec.defaults)
+    def _grad_sum_of_squares(self) -> float:
+        return sum(slot.backend.sum_of_squares(g) for slot in self._slots for _, g in slot.pairs)
+
+    def _grads_finite(self) -> bool:
+        # Only reached when the sum of squares is not finite: tells a real
+        # NaN/inf apart from float64 overflow of huge-but-finite gradients.
+        return all(slot.backend.all_finite(g) for slot in self._slots for _, g in slot.pairs)
+
+    def _handle_nonfinite(self, policy: str, quiet: bool) -> bool:
+        if policy == "raise":
+            raise NonFiniteGradientError("gradients contain NaN or inf; the step was not applied")
+        self.skipped_steps += 1
+        if not (self._warned_nonfinite or quiet):
+            warnings.warn("fastopt: non-finite gradient, step skipped (params and state unchanged); "
+                          "further skips are counted in optimizer.skipped_steps", RuntimeWarning, stacklevel=4)
+            self._warned_nonfinite = True
+        return False
 
     def zero_grad(self, set_to_none: bool = False) -> None:
-        """Fill every gradient with zeros, in place (``set_to_none`` is accepted
-        for torch compatibility; buffers are always kept)."""
+        """Fill every gradient with zeros, in place. While gradients are being
+        accumulated (``accumulate > 1``, mid-cycle) this does nothing.
+        ``set_to_none`` is accepted for torch compatibility; buffers are kept."""
+        if self._pending:
+            return
         grads = [(slot, k, g) for slot in self._slots for k, (_, g) in enumerate(slot.pairs)]
-        for _, k, g in grads:
-            if not g.flags.writeable:
+        for slot, k, g in grads:
+            if slot.backend.name == "cpu" and not g.flags.writeable:
                 raise ValueError(f"grad {k} is read-only; zero_grad cannot clear it")
-        for _, _, g in grads:
-            g.fill(0)
+        for slot, _, g in grads:
+            slot.backend.fill_(g, 0.0)
+
+    # -- parameter EMA ---------------------------------------------------
+
+    def swap_ema(self) -> None:
+        """Exchange the params with their EMA (call again to swap back)."""
+        if self.ema_decay is None:
+            raise ValueError("this optimizer keeps no EMA; construct it with ema_decay=...")
+        for slot in self._slots:
+            for i, (p, _) in zip(slot.ids, slot.pairs):
+                ema = self.state[i]["ema"]
+                held = slot.backend.to_host(p)
+                slot.backend.copy_(p, ema)
+                slot.backend.copy_(ema, held)
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Context manager: the params hold their EMA inside the block."""
+        self.swap_ema()
+        try:
+            yield self
+        finally:
+            self.swap_ema()
 
     # -- state dicts -----------------------------------------------------
 
     def state_dict(self) -> dict:
-        """A snapshot of hyperparameters and state (copies, param-shaped), in
-        torch's layout: ``{"state": {id: {...}}, "param_groups": [...]}``."""
-        shapes = {i: shape for slot in self._slots for i, shape in zip(slot.ids, slot.shapes)}
-        state = {
-            i: {k: (v.copy().reshape(shapes[i]) if isinstance(v, np.ndarray) else v) for k, v in st.items()}
-            for i, st in self.state.items()
-        }
-        groups = [
-            {**{k: v for k, v in g.items() if k != "params"}, "params": list(slot.ids)}
-            for g, slot in zip(self.param_groups, self._slots)
-        ]
-        return {"optimizer": self.spec.name, "state": state, "param_groups": groups}
+        """A snapshot of hyperparameters and state (host copies, param-shaped),
+        in torch's layout: ``{"state": {id: {...}}, "param_groups": [...]}``."""
+        state = {}
+        for slot in self._slots:
+            for i, shape in zip(slot.ids, slot.shapes):
+                state[i] = {k: (v if k == "step" or isinstance(v, (int, float)) else
+                                slot.backend.to_host(v).reshape(shape))
+                            for k, v in self.state[i].items()}
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": list(slot.ids)}
+                  for g, slot in zip(self.param_groups, self._slots)]
+        return {"optimizer": self.spec.name, "state": state, "param_groups": groups,
+                "skipped_steps": self.skipped_steps, "pending": self._pending}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a :meth:`state_dict`. Everything is checked before anything
@@ -256,7 +284,7 @@ class Optimizer:
         groups = state_dict["param_groups"]
         if len(groups) != len(self._slots):
             raise ValueError(f"state_dict has {len(groups)} param groups, optimizer has {len(self._slots)}")
-        known = {n for names in self._all_state_names() for n in names}
+        known = self._known_state_names()
         new_hyper, new_state = [], {}
         for gi, (saved, slot) in enumerate(zip(groups, self._slots)):
             where = f"state_dict param_groups[{gi}]"
@@ -269,23 +297,33 @@ class Optimizer:
                 raise ValueError(f"{where} has unknown key(s) {sorted(unknown)}")
             self._check_hyperparameters({**self.defaults, **hyper}, f"{where}: ")
             new_hyper.append(hyper)
-            for saved_id, my_id, (p, _) in zip(ids, slot.ids, slot.pairs):
+            for saved_id, my_id, (p, _), shape in zip(ids, slot.ids, slot.pairs, slot.shapes):
                 entry = state_dict["state"].get(saved_id, {})
-                new_state[my_id] = self._checked_state(entry, p, known, f"state_dict state[{saved_id!r}]")
+                new_state[my_id] = self._checked_state(entry, p, shape, slot.backend, known,
+                                                       f"state_dict state[{saved_id!r}]")
+        pending = int(state_dict.get("pending", 0))
+        if not 0 <= pending < self.accumulate:
+            raise ValueError(f"state_dict 'pending' must be in [0, {self.accumulate}), got {pending}")
         for group, hyper in zip(self.param_groups, new_hyper):
             group.update(hyper)
-        self.state.update(new_state)
+        for my_id, st in new_state.items():
+            if self.ema_decay is not None and "ema" not in st:
+                st["ema"] = self.state[my_id]["ema"]
+            self.state[my_id] = st
+        self.skipped_steps = int(state_dict.get("skipped_steps", self.skipped_steps))
+        self._pending = pending
         for slot in self._slots:
             slot.snapshot = None
 
     @staticmethod
-    def _checked_state(entry: dict, p: np.ndarray, known: set, where: str) -> dict:
+    def _checked_state(entry: dict, p, shape: tuple, backend, known: set, where: str) -> dict:
         """A private copy of one saved per-parameter state, checked against ``p``."""
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
         step = entry.get("step", 0)
         step = step.item() if hasattr(step, "item") else step
-        if not isinstance(step, (int, float, np.integer, np.floating)) or step < 0 or step != int(step):
+        if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) \
+                or not step >= 0 or step != int(step):
             raise ValueError(f"{where}['step'] must be a non-negative integer, got {step!r}")
         out = {"step": int(step)}
         for key, value in entry.items():
@@ -293,28 +331,31 @@ class Optimizer:
                 continue
             if key not in known:
                 raise ValueError(f"{where} has unknown entry {key!r}; expected some of {sorted(known)}")
+            if isinstance(value, float):
+                out[key] = value
+                continue
             arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-            if arr.size != p.size:
-                raise ValueError(f"{where}[{key!r}] has {arr.size} elements, param has {p.size}")
+            if arr.shape != shape and arr.shape != (p.size,):
+                raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, param has {shape}")
             if arr.dtype != p.dtype:
                 raise ValueError(f"{where}[{key!r}] has dtype {arr.dtype}, param has {p.dtype}")
-            copy = aligned_zeros(p.size, p.dtype)
-            copy[:] = arr.reshape(-1)
+            copy = backend.zeros(p.size, p.dtype)
+            backend.copy_(copy, arr.reshape(-1))
             out[key] = copy
         return out
 
-    def _all_state_names(self):
-        flags = [dict(self.defaults, **over) for over in self._variant_probes()]
-        return [self.spec.variant(h).state_names for h in flags]
-
-    def _variant_probes(self):
-        """Hyperparameter overrides that visit every variant of the spec."""
-        probes = [{}]
+    def _known_state_names(self) -> set:
+        """Every state entry any variant of this optimizer can hold."""
+        names = {"ema"} | set(self.spec.host_state)
+        probes = [dict(self.defaults)]
         for key, value in self.spec.defaults.items():
             if isinstance(value, bool):
-                probes += [{**p, key: not value} for p in probes]
-        probes += [{**p, "momentum": 0.9} for p in probes if "momentum" in self.spec.defaults]
-        return probes
+                probes += [{**h, key: not value} for h in probes]
+        if "momentum" in self.spec.defaults:
+            probes += [{**h, "momentum": 0.9, "nesterov": False} for h in probes]
+        for h in probes:
+            names.update(self.spec.variant(h).state_names)
+        return names
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -324,109 +365,29 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
-def _make_signature(spec: Spec) -> inspect.Signature:
-    params = [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in spec.defaults.items()]
-    return inspect.Signature(params)
+def _optimizer_class(spec: Spec) -> type:
+    """The public class for one registered optimizer (name, docstring and
+    signature come from its spec)."""
+    def __init__(self, params, **kwargs):
+        Optimizer.__init__(self, params, **kwargs)
+
+    base = inspect.signature(Optimizer.__init__).parameters
+    options = [base[k] for k in ("max_grad_norm", "max_grad_value", "nonfinite", "accumulate", "ema_decay")]
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+         inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in spec.defaults.items()]
+        + options)
+    return type(spec.class_name, (Optimizer,), {"spec": spec, "__doc__": spec.doc, "__module__": __name__,
+                                                 "__init__": __init__})
 
 
-def _optimizer_class(class_name: str, spec_name: str, doc: str) -> type:
-    spec = SPECS[spec_name]
-    cls = type(class_name, (Optimizer,), {"spec": spec, "__doc__": doc, "__module__": __name__})
-    cls.__init__ = _init_with_signature(spec)
-    return cls
-
-
-def _init_with_signature(spec: Spec):
-    def __init__(self, params, **hyperparameters):
-        Optimizer.__init__(self, params, **hyperparameters)
-
-    __init__.__signature__ = _make_signature(spec)
-    return __init__
-
-
-SGD = _optimizer_class("SGD", "sgd", r"""Stochastic gradient descent with optional (Nesterov) momentum.
-
-    Update for each element, with :math:`g` the gradient (negated if ``maximize``):
-
-    .. math::
-
-        g &\leftarrow g + \lambda p \\
-        b_t &= \mu b_{t-1} + (1 - \tau) g \quad (b_1 = g) \\
-        d &= g + \mu b_t \text{ if nesterov else } b_t \quad (d = g \text{ if } \mu = 0) \\
-        p &\leftarrow p - \eta d
-
-    with :math:`\eta` = ``lr``, :math:`\mu` = ``momentum``, :math:`\tau` =
-    ``dampening``, :math:`\lambda` = ``weight_decay``. Same defaults and
-    semantics as ``torch.optim.SGD``; see :class:`Optimizer` for ``params``.
-    """)
-
-Adagrad = _optimizer_class("Adagrad", "adagrad", r"""Adagrad.
-
-    .. math::
-
-        g &\leftarrow g + \lambda p \\
-        \tilde\eta &= \eta / (1 + (t - 1)\,\text{lr\_decay}) \\
-        s_t &= s_{t-1} + g^2 \quad (s_0 = \text{initial\_accumulator\_value}) \\
-        p &\leftarrow p - \tilde\eta\, g / (\sqrt{s_t} + \epsilon)
-
-    Same defaults and semantics as ``torch.optim.Adagrad``.
-    """)
-
-RMSprop = _optimizer_class("RMSprop", "rmsprop", r"""RMSprop, optionally centered and with momentum.
-
-    .. math::
-
-        g &\leftarrow g + \lambda p \\
-        v_t &= \alpha v_{t-1} + (1 - \alpha) g^2 \\
-        \bar g_t &= \alpha \bar g_{t-1} + (1 - \alpha) g \quad \text{(centered only)} \\
-        \tilde v &= v_t - \bar g_t^2 \text{ if centered else } v_t \\
-        b_t &= \mu b_{t-1} + g / (\sqrt{\tilde v} + \epsilon) \quad \text{(if } \mu > 0) \\
-        p &\leftarrow p - \eta\, b_t \text{ if } \mu > 0 \text{ else } p - \eta\, g / (\sqrt{\tilde v} + \epsilon)
-
-    Same defaults and semantics as ``torch.optim.RMSprop``.
-    """)
-
-Adadelta = _optimizer_class("Adadelta", "adadelta", r"""Adadelta.
-
-    .. math::
-
-        g &\leftarrow g + \lambda p \\
-        v_t &= \rho v_{t-1} + (1 - \rho) g^2 \\
-        \Delta &= \sqrt{u_{t-1} + \epsilon} / \sqrt{v_t + \epsilon} \cdot g \\
-        u_t &= \rho u_{t-1} + (1 - \rho) \Delta^2 \\
-        p &\leftarrow p - \eta \Delta
-
-    Same defaults and semantics as ``torch.optim.Adadelta``.
-    """)
-
-Adam = _optimizer_class("Adam", "adam", r"""Adam (with L2 weight decay added to the gradient), optionally AMSGrad.
-
-    .. math::
-
-        g &\leftarrow g + \lambda p \\
-        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g \\
-        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g^2 \\
-        \hat v_t &= \max(\hat v_{t-1}, v_t) \text{ if amsgrad else } v_t \\
-        p &\leftarrow p - \frac{\eta}{1 - \beta_1^t} \cdot
-             \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
-
-    Same defaults and semantics as ``torch.optim.Adam``.
-    """)
-
-AdamW = _optimizer_class("AdamW", "adamw", r"""AdamW: Adam with decoupled weight decay.
-
-    .. math::
-
-        p &\leftarrow p\,(1 - \eta\lambda) \\
-        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g \\
-        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g^2 \\
-        p &\leftarrow p - \frac{\eta}{1 - \beta_1^t} \cdot
-             \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
-
-    (:math:`\hat v_t` as in :class:`Adam`.) Default ``weight_decay=1e-2``; same
-    semantics as ``torch.optim.AdamW``.
-    """)
-
-OPTIMIZERS: dict[str, type] = {cls.spec.name: cls for cls in (SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW)}
+OPTIMIZERS: dict[str, type] = {name: _optimizer_class(spec) for name, spec in SPECS.items()}
 """Registry name -> optimizer class."""
+
+SGD = OPTIMIZERS["sgd"]
+Adagrad = OPTIMIZERS["adagrad"]
+RMSprop = OPTIMIZERS["rmsprop"]
+Adadelta = OPTIMIZERS["adadelta"]
+Adam = OPTIMIZERS["adam"]
+AdamW = OPTIMIZERS["adamw"]

@@ -13,6 +13,29 @@ ALIGNMENT = 64
 """Byte alignment of the buffers' first element (a cache line, a full AVX-512 vector)."""
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def _cuda_backend():
+    from ._cuda import CUDA  # imported only when a GPU FlatParams is made
+
+    return CUDA
+
+
+def _host_array(a, what: str):
+    """``a`` as a host array: scalars and host arrays as they are, GPU arrays
+    read back through the CUDA backend."""
+    if np.isscalar(a):
+        return a
+    from ._groups import is_gpu_array
+
+    if is_gpu_array(a):
+        from ._cuda_arrays import device_view
+
+        return _cuda_backend().to_host(device_view(a, what)).reshape(tuple(a.shape))
+    return to_ndarray(a, what)
+
+
 def aligned_empty(n: int, dtype) -> np.ndarray:
     """An uninitialised 1-D array of ``n`` elements whose data starts on an
     ``ALIGNMENT``-byte boundary."""
@@ -44,6 +67,12 @@ class FlatParams:
         Parameter names and shapes, in layout order.
     dtype : {numpy.float32, numpy.float64}, optional
         Element type of both buffers. Default float32.
+    device : {"cpu", "cuda"}, optional
+        Where the buffers live. ``"cuda"`` allocates them on the current GPU
+        through the CUDA backend (needs ``fastopt[cuda]``): ``data``, ``grad``,
+        ``self[name]`` and ``grad_of(name)`` are then numba device arrays
+        (views; ``copy_to_host()`` reads them), and an optimizer given this
+        object keeps its state on the GPU too. Default ``"cpu"``.
 
     Examples
     --------
@@ -53,8 +82,10 @@ class FlatParams:
     6.0
     """
 
-    def __init__(self, shapes: Mapping[str, tuple], dtype=np.float32):
+    def __init__(self, shapes: Mapping[str, tuple], dtype=np.float32, device: str = "cpu"):
         dtype = np.dtype(dtype)
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         if not isinstance(shapes, Mapping) or not shapes:
@@ -71,27 +102,35 @@ class FlatParams:
             self._slices[name] = (offset, offset + size, tuple(int(d) for d in shape))
             offset += size
         self.dtype = dtype
-        self.data = aligned_zeros(offset, dtype)
-        self.grad = aligned_zeros(offset, dtype)
+        self.device = device
+        if device == "cpu":
+            self.data = aligned_zeros(offset, dtype)
+            self.grad = aligned_zeros(offset, dtype)
+        else:
+            backend = _cuda_backend()
+            self.data = backend.zeros(offset, dtype)
+            self.grad = backend.zeros(offset, dtype)
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, object], dtype=None) -> "FlatParams":
+    def from_arrays(cls, arrays: Mapping[str, object], dtype=None, device: str = "cpu") -> "FlatParams":
         """Pack copies of existing arrays (their values become the initial parameters).
 
         Parameters
         ----------
         arrays : mapping of str to array-like
+            Host arrays (or, read back to the host first, GPU arrays).
         dtype : optional
             Buffer dtype; default: the common float dtype of the arrays (float32
             when they are not floating point).
+        device : {"cpu", "cuda"}, optional
+            Where the buffers live (see :class:`FlatParams`).
         """
-        converted = {name: np.asarray(to_ndarray(a, f"arrays[{name!r}]") if not np.isscalar(a) else a)
-                     for name, a in arrays.items()}
+        converted = {name: np.asarray(_host_array(a, f"arrays[{name!r}]")) for name, a in arrays.items()}
         if dtype is None:
             dtype = np.result_type(*converted.values())
             if dtype not in SUPPORTED_DTYPES:
                 dtype = np.float32
-        flat = cls({name: a.shape for name, a in converted.items()}, dtype=dtype)
+        flat = cls({name: a.shape for name, a in converted.items()}, dtype=dtype, device=device)
         for name, a in converted.items():
             flat[name][...] = a
         return flat
@@ -126,7 +165,11 @@ class FlatParams:
         return self._view(self.data, name)
 
     def __setitem__(self, name: str, value) -> None:
-        self[name][...] = value
+        if self.device == "cpu":
+            self[name][...] = value
+        else:
+            view = self._view(self.data, name)
+            _cuda_backend().copy_(view, np.broadcast_to(np.asarray(value, self.dtype), view.shape))
 
     def grad_of(self, name: str) -> np.ndarray:
         """The gradient view of parameter ``name`` (same shape, into ``grad``)."""
@@ -148,11 +191,18 @@ class FlatParams:
 
     def zero_grad(self) -> None:
         """Set every gradient to zero."""
-        self.grad.fill(0)
+        if self.device == "cpu":
+            self.grad.fill(0)
+        else:
+            _cuda_backend().fill_(self.grad, 0.0)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter, by name."""
-        return {name: self[name].copy() for name in self._slices}
+        """Copies of every parameter, by name (host arrays, whatever the device)."""
+        if self.device == "cpu":
+            return {name: self[name].copy() for name in self._slices}
+        host = _cuda_backend().to_host(self.data)
+        return {name: self._view(host, name).copy() for name in self._slices}
 
     def __repr__(self) -> str:
-        return f"FlatParams({len(self._slices)} tensors, {self.data.size} elements, {self.dtype})"
+        where = "" if self.device == "cpu" else f", {self.device}"
+        return f"FlatParams({len(self._slices)} tensors, {self.data.size} elements, {self.dtype}{where})"

@@ -39,6 +39,31 @@ CASES: dict[str, list[dict]] = {
         dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
         dict(lr=1e-2, betas=(0.5, 0.9), maximize=True, eps=1e-6),
     ],
+    "adamax": [
+        dict(),
+        dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1),
+        dict(eps=1e-3, maximize=True),
+        dict(lr=5e-3, betas=(0.5, 0.9), weight_decay=0.05, maximize=True),
+    ],
+    "nadam": [
+        dict(),
+        dict(lr=1e-2, momentum_decay=0.01, weight_decay=0.1),
+        dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        dict(lr=5e-3, betas=(0.8, 0.99), eps=1e-6, momentum_decay=0.0),
+    ],
+    "radam": [
+        dict(),  # rho_t > 5 from step 6: both phases run
+        dict(lr=1e-2, weight_decay=0.1),
+        dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        dict(lr=1e-2, betas=(0.9, 0.5), eps=1e-6),  # rho_inf < 5: never adapts
+        dict(lr=1e-2, eps=0.0),
+    ],
+    "lion": [
+        dict(),
+        dict(lr=1e-3, weight_decay=0.1),
+        dict(lr=1e-3, betas=(0.95, 0.98), maximize=True),
+        dict(lr=3e-4, betas=(0.0, 0.9), weight_decay=1.0, maximize=True),
+    ],
 }
 
 ALL = [(name, h) for name, cases in CASES.items() for h in cases]

@@ -5,3 +5,10 @@ import sys
 _TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
+
+# tests/cuda/test_cuda_sim.py needs NUMBA_ENABLE_CUDASIM=1 set before numba is
+# imported, so it runs in a process of its own: tests/test_cuda_simulator.py
+# starts `python -m pytest tests/cuda` with it. The PTX and real-GPU tests in
+# tests/cuda run (or skip) in the normal process.
+if not os.environ.get("NUMBA_ENABLE_CUDASIM"):
+    collect_ignore_glob = ["cuda/test_cuda_sim*.py"]

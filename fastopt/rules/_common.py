@@ -59,6 +59,10 @@ class Spec:
     ----------
     name : str
         Lower-case registry name (``"adam"``).
+    class_name : str
+        Public class name (``"Adam"``).
+    doc : str
+        The class docstring, with the update equations.
     defaults : dict
         torch.optim's defaults; ``None`` marks a required hyperparameter.
     checks : dict
@@ -66,21 +70,29 @@ class Spec:
     variant : callable
         ``variant(h) -> Variant``: the rule and state layout for hyperparameters ``h``.
     coefficients : callable
-        ``coefficients(h, step) -> tuple of float``: the per-step constants after
-        the two leading gradient-transform entries (so it starts with ``l2``).
+        ``coefficients(h, step, state) -> tuple of float``: the per-step
+        constants after the two leading gradient-transform entries (so it
+        starts with ``l2``). ``state`` is the parameter's state dict, for the
+        few optimizers that keep host-side scalars (NAdam's ``mu_product``).
     state_fill : dict
         State name -> ``f(h) -> float`` initial value (0 when absent).
     cross_check : callable or None
         ``f(h)`` for constraints between hyperparameters.
+    host_state : tuple of str
+        Names of host-side scalar entries that ``coefficients`` keeps in the
+        per-parameter state dict (saved and restored with it).
     """
 
     name: str
+    class_name: str
+    doc: str
     defaults: dict
     checks: dict
     variant: Callable[[dict], Variant]
     coefficients: Callable[[dict, int], tuple]
     state_fill: dict = field(default_factory=dict)
     cross_check: Callable[[dict], None] | None = None
+    host_state: tuple = ()
 
 
 def _as_float(name: str, value) -> float:

@@ -42,7 +42,7 @@ def _variant(h):
 
 
 def _make_coefficients(decoupled: bool):
-    def coefficients(h, step):
+    def coefficients(h, step, state=None):
         b1, b2 = h["betas"]
         lr, wd = h["lr"], h["weight_decay"]
         l2, decay = (0.0, 1.0 - lr * wd) if decoupled else (wd, 1.0)
@@ -56,7 +56,23 @@ def _make_coefficients(decoupled: bool):
 _CHECKS = dict(lr=nonnegative, betas=beta_pair, eps=nonnegative, weight_decay=nonnegative,
                amsgrad=boolean, maximize=boolean)
 
+DOC = r"""Adam (with L2 weight decay added to the gradient), optionally AMSGrad.
+
+    .. math::
+
+        g &\leftarrow g + \lambda p \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g \\
+        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g^2 \\
+        \hat v_t &= \max(\hat v_{t-1}, v_t) \text{ if amsgrad else } v_t \\
+        p &\leftarrow p - \frac{\eta}{1 - \beta_1^t} \cdot
+             \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    Same defaults and semantics as ``torch.optim.Adam``.
+    """
+
 SPEC = Spec(
+    class_name="Adam",
+    doc=DOC,
     name="adam",
     defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False),
     checks=_CHECKS,
@@ -64,7 +80,23 @@ SPEC = Spec(
     coefficients=_make_coefficients(decoupled=False),
 )
 
+DOC_W = r"""AdamW: Adam with decoupled weight decay.
+
+    .. math::
+
+        p &\leftarrow p\,(1 - \eta\lambda) \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g \\
+        v_t &= \beta_2 v_{t-1} + (1 - \beta_2) g^2 \\
+        p &\leftarrow p - \frac{\eta}{1 - \beta_1^t} \cdot
+             \frac{m_t}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+
+    (:math:`\hat v_t` as in :class:`Adam`.) Default ``weight_decay=1e-2``; same
+    semantics as ``torch.optim.AdamW``.
+    """
+
 SPEC_W = Spec(
+    class_name="AdamW",
+    doc=DOC_W,
     name="adamw",
     defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
     checks=_CHECKS,

@@ -66,12 +66,28 @@ def _variant(h):
     return Variant(rmsprop, ("square_avg",))
 
 
-def _coefficients(h, step):
+def _coefficients(h, step, state=None):
     alpha = h["alpha"]
     return (h["weight_decay"], h["lr"], alpha, 1.0 - alpha, h["eps"], h["momentum"])
 
 
+DOC = r"""RMSprop, optionally centered and with momentum.
+
+    .. math::
+
+        g &\leftarrow g + \lambda p \\
+        v_t &= \alpha v_{t-1} + (1 - \alpha) g^2 \\
+        \bar g_t &= \alpha \bar g_{t-1} + (1 - \alpha) g \quad \text{(centered only)} \\
+        \tilde v &= v_t - \bar g_t^2 \text{ if centered else } v_t \\
+        b_t &= \mu b_{t-1} + g / (\sqrt{\tilde v} + \epsilon) \quad \text{(if } \mu > 0) \\
+        p &\leftarrow p - \eta\, b_t \text{ if } \mu > 0 \text{ else } p - \eta\, g / (\sqrt{\tilde v} + \epsilon)
+
+    Same defaults and semantics as ``torch.optim.RMSprop``.
+    """
+
 SPEC = Spec(
+    class_name="RMSprop",
+    doc=DOC,
     name="rmsprop",
     defaults=dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False),
     checks=dict(lr=nonnegative, alpha=nonnegative, eps=nonnegative, weight_decay=nonnegative,

@@ -29,7 +29,7 @@ def _variant(h):
     return Variant(sgd, ())
 
 
-def _coefficients(h, step):
+def _coefficients(h, step, state=None):
     mu = float(h["momentum"])
     # torch starts the buffer as a copy of the gradient: no decay, no dampening.
     mu_eff, damp_eff = (0.0, 1.0) if step == 1 else (mu, 1.0 - h["dampening"])
@@ -42,7 +42,25 @@ def _cross_check(h):
         raise ValueError("nesterov=True requires momentum > 0 and dampening = 0")
 
 
+DOC = r"""Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Update for each element, with :math:`g` the gradient (negated if ``maximize``):
+
+    .. math::
+
+        g &\leftarrow g + \lambda p \\
+        b_t &= \mu b_{t-1} + (1 - \tau) g \quad (b_1 = g) \\
+        d &= g + \mu b_t \text{ if nesterov else } b_t \quad (d = g \text{ if } \mu = 0) \\
+        p &\leftarrow p - \eta d
+
+    with :math:`\eta` = ``lr``, :math:`\mu` = ``momentum``, :math:`\tau` =
+    ``dampening``, :math:`\lambda` = ``weight_decay``. Same defaults and
+    semantics as ``torch.optim.SGD``; see :class:`Optimizer` for ``params``.
+    """
+
 SPEC = Spec(
+    class_name="SGD",
+    doc=DOC,
     name="sgd",
     defaults=dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
     checks=dict(lr=nonnegative, momentum=nonnegative, dampening=nonnegative,
