@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _OPTIMIZER_NAMES = {
     "SGD": "sgd", "Adagrad": "adagrad", "RMSprop": "rmsprop", "Adadelta": "adadelta", "Adam": "adam",
     "AdamW": "adamw", "Adamax": "adamax", "NAdam": "nadam", "RAdam": "radam", "Lion": "lion",
+    "LAMB": "lamb",
 }
 _ATTRIBUTES = {
     "OPTIMIZERS": "optim", "Optimizer": "optim", "NonFiniteGradientError": "optim",

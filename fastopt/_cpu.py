@@ -4,7 +4,6 @@ the deterministic gradient reduction used by clipping and the non-finite guard."
 
 from __future__ import annotations
 
-
 import numpy as np
 from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
@@ -85,19 +84,24 @@ def cpu_kernel(rule, n_coefficients: int, with_ema: bool = False):
     return kernel
 
 
-@njit(parallel=True, error_model="numpy", fastmath={"reassoc", "contract"}, cache=True)
+@njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=True)
+def _sum_of_squares(g, lo, hi):
+    # reassoc lets the sum vectorise; the result depends only on the block's
+    # data and the compiled code, not on which thread runs it. (A separate
+    # function: written inline in the prange body, the loop does not vectorise.)
+    acc = 0.0
+    for i in range(lo, hi):
+        x = np.float64(g[i])
+        acc += x * x
+    return acc
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
 def _block_sums_of_squares(g, out):
-    # reassoc lets each block's sum vectorise; the result depends only on the
-    # block's data and the compiled code, not on which thread runs it.
     n = g.size
     for b in prange(out.size):
         lo = b * REDUCTION_BLOCK
-        hi = min(lo + REDUCTION_BLOCK, n)
-        acc = 0.0
-        for i in range(lo, hi):
-            x = np.float64(g[i])
-            acc += x * x
-        out[b] = acc
+        out[b] = _sum_of_squares(g, lo, min(lo + REDUCTION_BLOCK, n))
 
 
 class CPUBackend:

@@ -113,7 +113,7 @@ class CUDABackend:
         Shape of the deterministic sum of squares: one float64 partial sum per
         ``reduction_chunk`` elements, each computed by ``reduction_threads``
         threads (a power of two) in a fixed order. The result depends on these
-        two numbers only, not on the device or the grid.
+        two numbers and the data only, never on the grid size or scheduling.
     """
 
     name = "cuda"

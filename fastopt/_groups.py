@@ -14,17 +14,18 @@ from .params import FlatParams
 class Slot:
     """Private bookkeeping of one param group."""
 
-    __slots__ = ("backend", "pairs", "shapes", "ids", "snapshot", "variant", "states", "launch")
+    __slots__ = ("backend", "pairs", "shapes", "ids", "segments", "snapshot", "variant", "states", "launches")
 
-    def __init__(self, backend, pairs, shapes, ids):
+    def __init__(self, backend, pairs, shapes, ids, segments):
         self.backend = backend
         self.pairs = pairs
         self.shapes = shapes
         self.ids = ids
+        self.segments = segments  # per pair: FlatParams tensors as (start, stop) ranges, or None
         self.snapshot = None
         self.variant = None
         self.states = None
-        self.launch = None
+        self.launches = None  # per pair: launch(p, g, states, values)
 
 
 def is_gpu_array(obj) -> bool:
@@ -54,19 +55,24 @@ def _looks_like_pair(obj) -> bool:
     )
 
 
-def _pairs_of(params, where: str) -> list[tuple[Any, Any]]:
-    """The (param, grad) pairs of one group's ``params`` entry."""
+def _tensor_ranges(fp: FlatParams) -> tuple[tuple[int, int], ...]:
+    """The (start, stop) range of each named tensor of ``fp`` in its buffer."""
+    return tuple((start, stop) for start, stop, _ in fp._slices.values())
+
+
+def _pairs_of(params, where: str) -> list[tuple[Any, Any, Any]]:
+    """The (param, grad, tensor ranges or None) triples of one group's ``params`` entry."""
     if isinstance(params, FlatParams):
-        return [(params.data, params.grad)]
+        return [(params.data, params.grad, _tensor_ranges(params))]
     if _looks_like_pair(params):
-        return [params]
+        return [(*params, None)]
     if isinstance(params, (list, tuple)):
         pairs = []
         for k, item in enumerate(params):
             if isinstance(item, FlatParams):
-                pairs.append((item.data, item.grad))
+                pairs.append((item.data, item.grad, _tensor_ranges(item)))
             elif isinstance(item, (tuple, list)) and len(item) == 2:
-                pairs.append(tuple(item))
+                pairs.append((*item, None))
             else:
                 raise TypeError(f"{where}[{k}] must be a (param, grad) pair or a FlatParams, "
                                 f"got {type(item).__name__}")
@@ -108,23 +114,24 @@ def build_groups(params, defaults: dict, check) -> tuple[list[dict], list[Slot]]
         pairs = _pairs_of(raw["params"], f"{where}['params']" if many_groups else "params")
         if not pairs:
             raise ValueError(f"{where} holds no parameters")
-        group_backends = {backend_for(p).name for pair in pairs for p in pair}
+        group_backends = {backend_for(p).name for pair in pairs for p in pair[:2]}
         backends |= group_backends
         if len(backends) > 1:
             raise TypeError(f"{where}: CPU and GPU arrays are mixed in one optimizer; "
                             "use one optimizer per device")
         backend = backend_for(pairs[0][0])
-        flat_pairs, shapes, ids = [], [], []
-        for k, (p, g) in enumerate(pairs):
+        flat_pairs, shapes, ids, segments = [], [], [], []
+        for k, (p, g, ranges) in enumerate(pairs):
             label = f"{where}[{k}]" if len(pairs) > 1 or many_groups else "params"
             pf, gf = backend.pair(p, g, label)
             named_buffers += [(f"{label} param", pf), (f"{label} grad", gf)]
             flat_pairs.append((pf, gf))
             shapes.append(tuple(p.shape))
             ids.append(next_id)
+            segments.append(ranges)
             next_id += 1
-        group["params"] = [p for p, _ in pairs]
+        group["params"] = [p for p, _, _ in pairs]
         groups.append(group)
-        slots.append(Slot(backend, flat_pairs, shapes, ids))
+        slots.append(Slot(backend, flat_pairs, shapes, ids, segments))
     check_disjoint(named_buffers)
     return groups, slots

@@ -13,7 +13,7 @@ import sys
 
 COMMANDS = {
     "demo": ("fastopt.commands.demo", "train a small MLP on spiral data, then time one step against NumPy"),
-    "bench": ("fastopt.commands.bench", "time every optimizer against NumPy, torch.optim and the memory-bandwidth limit"),
+    "bench": ("fastopt.commands.bench", "time every optimizer against NumPy, torch.optim and the bandwidth limit"),
     "train": ("fastopt.commands.train", "train the NumPy MLP on spiral or digits data with one optimizer"),
     "compare": ("fastopt.commands.compare", "train the same MLP with every optimizer and tabulate the results"),
 }

@@ -85,7 +85,11 @@ def apply(name: str, param, grad, state: dict, *, step: int, **hyperparameters) 
         states.append(arr)
     check_disjoint([("param", p), ("grad", g)] + [(f"state[{k!r}]", a) for k, a in zip(variant.state_names, states)])
     scale = -1.0 if h["maximize"] else 1.0
-    c = np.array((scale, math.inf) + spec.coefficients(h, int(step), state), dtype=p.dtype)
+    values = (scale, math.inf) + spec.coefficients(h, int(step), state)
+    if spec.launcher is not None:
+        spec.launcher(_cpu.CPU, variant, len(values), p.dtype, False, None)(p, g, tuple(states), values)
+        return
+    c = np.array(values, dtype=p.dtype)
     _cpu.cpu_kernel(variant.rule, c.size)(p, g, tuple(states), c, _cpu.SERIAL_BELOW)
 
 

@@ -142,8 +142,17 @@ class Optimizer:
             names = variant.state_names + (("ema",) if with_ema else ())
             states.append(tuple(st[name] for name in names))
         n_coefficients = 2 + len(self.spec.coefficients(group, 1, {}))
-        dtype = slot.pairs[0][0].dtype
-        slot.launch = slot.backend.launcher(variant.rule, n_coefficients, dtype, with_ema)
+        custom = self.spec.launcher
+        by_dtype: dict = {}  # pairs of one dtype share a launcher (and its constants buffer)
+        launches = []
+        for (p, _), ranges in zip(slot.pairs, slot.segments):
+            if custom is not None:
+                launches.append(custom(slot.backend, variant, n_coefficients, p.dtype, with_ema, ranges))
+                continue
+            if p.dtype not in by_dtype:
+                by_dtype[p.dtype] = slot.backend.launcher(variant.rule, n_coefficients, p.dtype, with_ema)
+            launches.append(by_dtype[p.dtype])
+        slot.launches = launches
         slot.variant, slot.states, slot.snapshot = variant, states, snapshot
 
     # -- the step --------------------------------------------------------
@@ -195,9 +204,8 @@ class Optimizer:
         tail = () if self.ema_decay is None else (self.ema_decay, 1.0 - self.ema_decay)
         coefficients, state = self.spec.coefficients, self.state
         for group, slot in zip(self.param_groups, self._slots):
-            launch = slot.launch
             head = (-scale if group["maximize"] else scale, bound)
-            for i, (p, g), states in zip(slot.ids, slot.pairs, slot.states):
+            for i, (p, g), states, launch in zip(slot.ids, slot.pairs, slot.states, slot.launches):
                 st = state[i]
                 step = st["step"] + 1
                 st["step"] = step

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class FlatParams:
             self.grad = backend.zeros(offset, dtype)
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, object], dtype=None, device: str = "cpu") -> "FlatParams":
+    def from_arrays(cls, arrays: Mapping[str, object], dtype=None, device: str = "cpu") -> FlatParams:
         """Pack copies of existing arrays (their values become the initial parameters).
 
         Parameters

@@ -64,6 +64,11 @@ CASES: dict[str, list[dict]] = {
         dict(lr=1e-3, betas=(0.95, 0.98), maximize=True),
         dict(lr=3e-4, betas=(0.0, 0.9), weight_decay=1.0, maximize=True),
     ],
+    "lamb": [
+        dict(),
+        dict(lr=1e-2, weight_decay=0.1),
+        dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-4, bias_correction=False, maximize=True),
+    ],
 }
 
 ALL = [(name, h) for name, cases in CASES.items() for h in cases]

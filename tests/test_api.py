@@ -55,8 +55,8 @@ def test_optimizer_over_flat_params_updates_every_view_in_one_call(monkeypatch):
     calls = []
     opt = fastopt.SGD(fp, lr=0.1)
     opt.step()
-    original = opt._slots[0].launch
-    opt._slots[0].launch = lambda *a: (calls.append(1), original(*a))
+    original = opt._slots[0].launches[0]
+    opt._slots[0].launches = [lambda *a: (calls.append(1), original(*a))]
     opt._slots[0].snapshot = tuple(opt.param_groups[0][k] for k in opt._keys)
     opt.step()
     assert len(calls) == 1
@@ -125,7 +125,7 @@ def test_changing_lr_every_step_never_recompiles():
         opt.param_groups[0]["lr"] = 1e-3 / (1 + t)
         opt.param_groups[0]["betas"] = (0.9 - t * 1e-3, 0.999)
         opt.step()
-    assert len(kernel.overloads) == compiled == 1
+    assert len(kernel.overloads) == compiled  # one per dtype ever used in this process, never more
 
 
 def _run_in_subprocess(code: str, env: dict, cwd: Path) -> str:

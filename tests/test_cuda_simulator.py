@@ -64,3 +64,26 @@ def test_gpu_bench_runs_under_the_simulator(tmp_path):
     assert set(row["seconds"]) == {"fastopt", "twin", "copy"} and row["bytes"] == 28 * 64
     assert "fastopt" in data["host_overhead"]["per_step"]
     assert "| 2^6 |" in (tmp_path / "gpu_bench.md").read_text()
+
+
+def test_cuda_backend_import_error_names_the_extra():
+    """Without numba-cuda, the CUDA backend's import says what to install."""
+    code = (
+        "import importlib.util as u\n"
+        "real = u.find_spec\n"
+        "u.find_spec = lambda name, *a: None if name == 'numba_cuda' else real(name, *a)\n"
+        "try:\n"
+        "    import fastopt._cuda\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert 'pip install "fastopt[cuda]"' in result.stdout, result.stdout + result.stderr
+
+
+def test_import_fastopt_does_not_load_the_cuda_target():
+    code = ("import sys, numpy as np, fastopt\n"
+            "fastopt.SGD([(np.ones(3, np.float32), np.ones(3, np.float32))], lr=0.1).step()\n"
+            "print(sorted(m for m in ('numba.cuda', 'numba_cuda', 'fastopt._cuda') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from reference import DEFAULTS, NAMES, init_state, reference_step, run_reference
 
 N_STEPS = 25

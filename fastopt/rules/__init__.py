@@ -7,13 +7,13 @@ kernels, functional API, tests and benchmarks pick it up from ``SPECS``.
 
 from __future__ import annotations
 
-from . import adadelta, adagrad, adam, adamax, lion, nadam, radam, rmsprop, sgd
+from . import adadelta, adagrad, adam, adamax, lamb, lion, nadam, radam, rmsprop, sgd
 from ._common import Spec, Variant
 
 SPECS: dict[str, Spec] = {
     spec.name: spec
     for spec in (sgd.SPEC, adagrad.SPEC, rmsprop.SPEC, adadelta.SPEC, adam.SPEC, adam.SPEC_W,
-                 adamax.SPEC, nadam.SPEC, radam.SPEC, lion.SPEC)
+                 adamax.SPEC, nadam.SPEC, radam.SPEC, lion.SPEC, lamb.SPEC)
 }
 
 __all__ = ["SPECS", "Spec", "Variant"]

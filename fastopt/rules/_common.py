@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -81,6 +82,13 @@ class Spec:
     host_state : tuple of str
         Names of host-side scalar entries that ``coefficients`` keeps in the
         per-parameter state dict (saved and restored with it).
+    launcher : callable or None
+        For optimizers whose step is not one element-wise rule (LAMB):
+        ``launcher(backend, variant, n_coefficients, dtype, with_ema, segments)
+        -> launch(p, g, states, values)``, built once per flat buffer;
+        ``segments`` is that buffer's tensors as ``(start, stop)`` ranges (from
+        a ``FlatParams``), or None when the buffer is one tensor. None: the
+        backend's element-wise kernel runs ``variant.rule``.
     """
 
     name: str
@@ -93,6 +101,7 @@ class Spec:
     state_fill: dict = field(default_factory=dict)
     cross_check: Callable[[dict], None] | None = None
     host_state: tuple = ()
+    launcher: Callable | None = None
 
 
 def _as_float(name: str, value) -> float:

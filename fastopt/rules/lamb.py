@@ -149,5 +149,5 @@ SPEC = Spec(
     checks=CHECKS,
     variant=lambda h: Variant(lamb_moments, ("exp_avg", "exp_avg_sq")),
     coefficients=_coefficients,
-    # launcher=launcher,   # <- once Spec has the ``launcher`` hook (see fastopt._lamb)
+    launcher=launcher,
 )

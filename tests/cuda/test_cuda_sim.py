@@ -293,3 +293,10 @@ def test_rules_type_in_the_buffer_dtype():
 
     sig = types.void(types.intp, f32, f32, types.Tuple(()), types.UniTuple(types.float32, 2))
     assert float64_vars(promoting, sig)
+
+
+def test_lamb_on_the_gpu_says_it_has_no_cuda_kernel():
+    p = cuda.to_device(np.ones(8, np.float32))
+    g = cuda.to_device(np.ones(8, np.float32))
+    with pytest.raises(NotImplementedError, match="LAMB has no CUDA kernel"):
+        fastopt.LAMB([(p, g)])
