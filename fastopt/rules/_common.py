@@ -44,6 +44,19 @@ def effective_grad(g, p, scale, bound, l2):
     return g + l2 * p
 
 
+@rule_jit
+def adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2):
+    """The Adam family's shared start: the effective gradient ``d`` and the
+    updated first and second moments, written back to ``m[i]`` and ``v[i]``.
+    Returns ``(d, m_i, v_i)``."""
+    d = effective_grad(g[i], p[i], scale, bound, l2)
+    mi = b1 * m[i] + one_minus_b1 * d
+    vi = b2 * v[i] + one_minus_b2 * d * d
+    m[i] = mi
+    v[i] = vi
+    return d, mi, vi
+
+
 @dataclass(frozen=True)
 class Variant:
     """A compiled rule and the names of the state arrays it takes, in order."""

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._common import Spec, Variant, beta_pair, boolean, effective_grad, nonnegative, rule_jit
+from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegative, rule_jit
 
 N_COEFFICIENTS = 12
 """Length of the full coefficient tuple (two gradient-transform entries + ten)."""
@@ -33,13 +33,8 @@ def lamb_moments(i, p, g, s, c):
     """Update ``m``, ``v`` of element ``i`` in place and return its direction ``r``."""
     scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2, inv_bc1, inv_bc2, eps, wd, lr = c
     m, v = s
-    pi = p[i]
-    d = effective_grad(g[i], pi, scale, bound, l2)
-    mi = b1 * m[i] + one_minus_b1 * d
-    vi = b2 * v[i] + one_minus_b2 * d * d
-    m[i] = mi
-    v[i] = vi
-    return lamb_direction(mi, vi, pi, c)
+    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    return lamb_direction(mi, vi, p[i], c)
 
 
 def _coefficients(h, step, state=None):

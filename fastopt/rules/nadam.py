@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, beta_pair, boolean, effective_grad, nonnegative, rule_jit
+from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegative, rule_jit
 
 
 @rule_jit
 def nadam(i, p, g, s, c):
     scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, inv_bc2, eps, c_grad, c_avg = c
     m, v = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    mi = b1 * m[i] + one_minus_b1 * d
-    vi = b2 * v[i] + one_minus_b2 * d * d
-    m[i] = mi
-    v[i] = vi
+    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
     denom = math.sqrt(vi * inv_bc2) + eps
     p[i] = decay * p[i] - (c_grad * d + c_avg * mi) / denom
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, beta_pair, boolean, effective_grad, nonnegative, rule_jit
+from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegative, rule_jit
 
 RHO_THRESHOLD = 5.0
 """The adaptive step is used once the SMA length ``rho_t`` exceeds this (as torch)."""
@@ -14,11 +14,7 @@ RHO_THRESHOLD = 5.0
 def radam(i, p, g, s, c):
     scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, c_adaptive, c_plain, eps = c
     m, v = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    mi = b1 * m[i] + one_minus_b1 * d
-    vi = b2 * v[i] + one_minus_b2 * d * d
-    m[i] = mi
-    v[i] = vi
+    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
     # One of c_adaptive, c_plain is zero (chosen on the host from rho_t): no
     # branch on the step here. In the plain phase eps carries an extra 1, so
     # the zero adaptive term never becomes 0/0.
