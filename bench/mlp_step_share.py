@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import fastopt  # noqa: E402
-from fastopt.commands._timing import interleaved_medians  # noqa: E402
+from fastopt.benchmark.timing import medians  # noqa: E402
 from fastopt.data import spiral  # noqa: E402
 from fastopt.nn import MLP  # noqa: E402
 
@@ -38,8 +38,7 @@ def training_step_share(hidden, batch, repeats):
     model = MLP([2, hidden, 3], seed=0)
     opt = fastopt.Adam(model.params, lr=1e-3)
     model.loss_and_grad(xb, yb)
-    return interleaved_medians({"backprop": lambda: model.loss_and_grad(xb, yb), "step": opt.step},
-                               repeats=repeats)
+    return medians({"backprop": lambda: model.loss_and_grad(xb, yb), "step": opt.step}, rounds=repeats)
 
 
 def adam_steps(hidden, repeats):
@@ -73,7 +72,7 @@ def adam_steps(hidden, repeats):
             continue
         fns[label] = opt.step
     with torch.no_grad():
-        return interleaved_medians(fns, repeats=repeats)
+        return medians(fns, rounds=repeats)
 
 
 def main(argv=None) -> int:

@@ -12,10 +12,11 @@ from ._arrays import param_grad_pair
 from ._cache import enable_cache
 from .params import aligned_zeros
 
-SERIAL_BELOW = 32768
-"""Buffers with fewer elements run the serial loop. Measured on a 2-core Xeon
-(bench/calibrate_threshold.py): the parallel loop wins from ~24K float32
-Adam elements; below that the thread wake-up (~2-3 us) dominates."""
+SERIAL_BELOW = 16384
+"""Buffers with fewer elements run the serial loop. Measured on the 2-core
+Xeon (bench/calibrate_threshold.py, results/calibrate-threshold.json): the
+parallel loop wins from 2^14 float32 elements for Adam and Adagrad, 2^15 for
+SGD; below that the thread wake-up (~2-3 us) costs more than it saves."""
 
 FASTMATH = {"arcp", "afn", "nsz"}
 """Safe subset: no nnan/ninf (NaN checks must survive), no reassoc or contract
@@ -85,23 +86,41 @@ def cpu_kernel(rule, n_coefficients: int, with_ema: bool = False):
 
 
 @njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=True)
-def _sum_of_squares(g, lo, hi):
-    # reassoc lets the sum vectorise; the result depends only on the block's
-    # data and the compiled code, not on which thread runs it. (A separate
-    # function: written inline in the prange body, the loop does not vectorise.)
-    acc = 0.0
-    for i in range(lo, hi):
-        x = np.float64(g[i])
-        acc += x * x
-    return acc
+def _sum_of_squares(g, lo, hi, zero):
+    # Four interleaved streams (quarters of the block) keep more loads in
+    # flight than one; accumulating in the type of `zero` (the buffer's dtype)
+    # halves the vector work against widening every element. reassoc lets
+    # each stream vectorise; the result depends only on the block's data and
+    # the compiled code, never on which thread runs it.
+    q = (hi - lo) // 4
+    a0 = a1 = a2 = a3 = zero
+    # `+ zero` widens each element when the accumulators are float64.
+    for i in range(lo, lo + q):
+        x0 = g[i] + zero
+        x1 = g[i + q] + zero
+        x2 = g[i + 2 * q] + zero
+        x3 = g[i + 3 * q] + zero
+        a0 += x0 * x0
+        a1 += x1 * x1
+        a2 += x2 * x2
+        a3 += x3 * x3
+    for i in range(lo + 4 * q, hi):
+        x0 = g[i] + zero
+        a0 += x0 * x0
+    return (np.float64(a0) + np.float64(a1)) + (np.float64(a2) + np.float64(a3))
 
 
 @njit(parallel=True, error_model="numpy", cache=True)
-def _block_sums_of_squares(g, out):
+def _block_sums_of_squares(g, out, zero):
     n = g.size
     for b in prange(out.size):
         lo = b * REDUCTION_BLOCK
-        out[b] = _sum_of_squares(g, lo, min(lo + REDUCTION_BLOCK, n))
+        hi = min(lo + REDUCTION_BLOCK, n)
+        s = _sum_of_squares(g, lo, hi, zero)
+        if s == np.inf:
+            # float32 squares overflow above ~1.8e19: redo this block in float64.
+            s = _sum_of_squares(g, lo, hi, 0.0)
+        out[b] = s
 
 
 class CPUBackend:
@@ -137,12 +156,14 @@ class CPUBackend:
 
     @staticmethod
     def sum_of_squares(g: np.ndarray) -> float:
-        """Deterministic float64 sum of squares (inf or NaN when ``g`` holds a
-        non-finite value)."""
+        """Deterministic sum of squares (inf or NaN when ``g`` holds a
+        non-finite value). Blocks of ``REDUCTION_BLOCK`` elements sum in the
+        buffer's dtype (relative error ~1e-6 in float32, as torch's norm) and
+        combine in float64."""
         partial = np.empty(max(1, -(-g.size // REDUCTION_BLOCK)), np.float64)
         if g.size == 0:
             return 0.0
-        _block_sums_of_squares(g, partial)
+        _block_sums_of_squares(g, partial, g.dtype.type(0))
         return float(np.sum(partial))
 
     @staticmethod

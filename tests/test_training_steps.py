@@ -63,7 +63,16 @@ def test_grad_norm_is_bit_identical_whatever_the_thread_count():
     finally:
         numba.set_num_threads(before)
     assert len(set(results)) == 1
-    assert results[0] == pytest.approx(float((g.astype(np.float64) ** 2).sum()), rel=1e-12)
+    # float32 blocks (as torch's norm accumulates), combined in float64
+    assert results[0] == pytest.approx(float((g.astype(np.float64) ** 2).sum()), rel=1e-5)
+
+
+def test_float32_squares_that_overflow_are_summed_in_float64():
+    g = np.full(40_000, 1e20, np.float32)
+    g[::3] = -3e25
+    expected = float((g.astype(np.float64) ** 2).sum())
+    assert np.isfinite(expected)
+    assert _cpu.CPU.sum_of_squares(g) == pytest.approx(expected, rel=1e-6)
 
 
 def test_max_grad_value_matches_torch_clip_value_then_sgd():

@@ -140,3 +140,19 @@ def spread(values) -> dict:
 def paired_ratio(numerator, denominator) -> dict:
     """:func:`spread` of the round-by-round ratios ``numerator[i] / denominator[i]``."""
     return spread(np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float))
+
+
+def medians(fns: dict, rounds: int = 21, *, target_s: float = 2e-4, warmup: int = 1) -> dict:
+    """Median seconds per call of each zero-argument function in ``fns``,
+    timed in interleaved rounds (a convenience over :func:`interleaved`)."""
+
+    def repeat(fn):
+        def run(k: int) -> None:
+            for _ in range(k):
+                fn()
+
+        return run
+
+    result = interleaved([Contender(name, repeat(fn)) for name, fn in fns.items()], rounds,
+                         warmup=warmup, target_s=target_s)
+    return {name: spread(t)["median"] for name, t in result["times"].items()}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ._progress import ProgressBar
-from ._timing import interleaved_medians
 from ._training import check_positive, load_dataset, make_optimizer, train
 
 
@@ -17,33 +16,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed samples per size and method (median)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and shuffling")
     parser.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
-
-
-class NaiveAdam:
-    """Adam written the tutorial way: every line allocates temporaries.
-
-    Parameters
-    ----------
-    p : ndarray
-        Parameters, updated in place by :meth:`step`.
-    lr, b1, b2, eps : float
-        torch.optim.Adam's hyperparameters.
-    """
-
-    def __init__(self, p, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-        self.p, self.lr, self.b1, self.b2, self.eps = p, lr, b1, b2, eps
-        self.m = np.zeros_like(p)
-        self.v = np.zeros_like(p)
-        self.t = 0
-
-    def step(self, g):
-        """Apply one Adam step with gradient `g`."""
-        self.t += 1
-        self.m = self.b1 * self.m + (1 - self.b1) * g
-        self.v = self.b2 * self.v + (1 - self.b2) * g**2
-        m_hat = self.m / (1 - self.b1**self.t)
-        v_hat = self.v / (1 - self.b2**self.t)
-        self.p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -67,12 +39,16 @@ def _format_time(seconds: float) -> str:
 
 
 def step_table(sizes, repeats: int, seed: int = 0) -> list[tuple[int, float, float]]:
-    """Median seconds of one float32 Adam step, fastopt vs :class:`NaiveAdam`, per size.
+    """Median seconds of one float32 Adam step, fastopt vs NumPy written the
+    tutorial way (a temporary array per operation), per size.
 
     Returns
     -------
     list of (size, fastopt_seconds, naive_seconds)
     """
+    from ..benchmark.baselines import NumpyStepper
+    from ..benchmark.problems import hyperparameters
+    from ..benchmark.timing import medians
     from ..optim import Adam
     from ..params import FlatParams
 
@@ -82,11 +58,10 @@ def step_table(sizes, repeats: int, seed: int = 0) -> list[tuple[int, float, flo
         fp = FlatParams({"x": (n,)})
         fp.data[:] = rng.standard_normal(n)
         fp.grad[:] = rng.standard_normal(n)
-        opt = Adam(fp, lr=1e-3)
-        naive = NaiveAdam(fp.data.copy())
-        g = fp.grad.copy()
-        times = interleaved_medians({"fastopt": opt.step, "naive": lambda naive=naive, g=g: naive.step(g)},
-                                    repeats=repeats)
+        h = hyperparameters("adam")
+        opt = Adam(fp, **h)
+        naive = NumpyStepper("adam", h, fp.data, fp.grad, "naive")
+        times = medians({"fastopt": opt.step, "naive": naive.step}, rounds=repeats)
         rows.append((n, times["fastopt"], times["naive"]))
     return rows
 

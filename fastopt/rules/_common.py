@@ -45,16 +45,13 @@ def effective_grad(g, p, scale, bound, l2):
 
 
 @rule_jit
-def adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2):
-    """The Adam family's shared start: the effective gradient ``d`` and the
-    updated first and second moments, written back to ``m[i]`` and ``v[i]``.
-    Returns ``(d, m_i, v_i)``."""
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    mi = b1 * m[i] + one_minus_b1 * d
-    vi = b2 * v[i] + one_minus_b2 * d * d
-    m[i] = mi
-    v[i] = vi
-    return d, mi, vi
+def adam_moments(g, p, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2):
+    """The Adam family's shared start, on scalars: the effective gradient
+    ``d`` and the updated first and second moments. Returns ``(d, m, v)``.
+    (Scalars in and out, no arrays: the CUDA simulator cannot pass its arrays
+    to an ``@njit`` helper.)"""
+    d = effective_grad(g, p, scale, bound, l2)
+    return d, b1 * m + one_minus_b1 * d, b2 * v + one_minus_b2 * d * d
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegativ
 def adam(i, p, g, s, c):
     scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps = c
     m, v = s
-    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    m[i] = mi
+    v[i] = vi
     p[i] = decay * p[i] - step_size * mi / (math.sqrt(vi) / bc2_sqrt + eps)
 
 
@@ -19,7 +21,9 @@ def adam(i, p, g, s, c):
 def adam_amsgrad(i, p, g, s, c):
     scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps = c
     m, v, vmax = s
-    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    m[i] = mi
+    v[i] = vi
     vm = vmax[i]
     if vi > vm:
         vm = vi

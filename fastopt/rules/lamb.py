@@ -33,7 +33,9 @@ def lamb_moments(i, p, g, s, c):
     """Update ``m``, ``v`` of element ``i`` in place and return its direction ``r``."""
     scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2, inv_bc1, inv_bc2, eps, wd, lr = c
     m, v = s
-    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    m[i] = mi
+    v[i] = vi
     return lamb_direction(mi, vi, p[i], c)
 
 

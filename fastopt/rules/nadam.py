@@ -11,7 +11,9 @@ from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegativ
 def nadam(i, p, g, s, c):
     scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, inv_bc2, eps, c_grad, c_avg = c
     m, v = s
-    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    m[i] = mi
+    v[i] = vi
     denom = math.sqrt(vi * inv_bc2) + eps
     p[i] = decay * p[i] - (c_grad * d + c_avg * mi) / denom
 

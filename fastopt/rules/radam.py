@@ -14,7 +14,9 @@ RHO_THRESHOLD = 5.0
 def radam(i, p, g, s, c):
     scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, c_adaptive, c_plain, eps = c
     m, v = s
-    d, mi, vi = adam_moments(i, p, g, m, v, scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
+    m[i] = mi
+    v[i] = vi
     # One of c_adaptive, c_plain is zero (chosen on the host from rho_t): no
     # branch on the step here. In the plain phase eps carries an extra 1, so
     # the zero adaptive term never becomes 0/0.

@@ -133,7 +133,8 @@ def test_flat_params_on_device_matches_cpu():
         cpu.grad[:] = grad
         for opt in opts:
             opt.step()
-        assert opts[0].last_grad_norm == pytest.approx(opts[1].last_grad_norm, rel=1e-12)
+        # the CPU sums float32 blocks (~1e-6 relative), the GPU sums in float64
+        assert opts[0].last_grad_norm == pytest.approx(opts[1].last_grad_norm, rel=1e-6)
     rtol, atol = tolerance(np.float32, 4)
     for name, value in gpu.state_arrays().items():
         np.testing.assert_allclose(value, cpu[name], rtol=rtol, atol=atol)
