@@ -31,12 +31,17 @@ _kernels: dict = {}
 
 
 def _build(rule, n_coefficients: int, with_ema: bool):
+    n_values = n_coefficients + (2 if with_ema else 0)
+
     if with_ema:
-        def update(p, g, s, coefficients, serial_below):
+        def update(p, g, s, values, serial_below):
             # The EMA buffer rides as the last state array, its decay as the
-            # last two coefficients: one pass updates the params and their average.
-            c = to_fixed_tuple(coefficients, n_coefficients)
-            d, one_minus_d = coefficients[n_coefficients], coefficients[n_coefficients + 1]
+            # last two values: one pass updates the params and their average.
+            buffer = np.empty(n_values, p.dtype)
+            for k in range(n_values):
+                buffer[k] = values[k]
+            c = to_fixed_tuple(buffer, n_coefficients)
+            d, one_minus_d = buffer[n_coefficients], buffer[n_coefficients + 1]
             rule_states = s[:-1]
             e = s[-1]
             n = p.size
@@ -49,11 +54,15 @@ def _build(rule, n_coefficients: int, with_ema: bool):
                     rule(i, p, g, rule_states, c)
                     e[i] = d * e[i] + one_minus_d * p[i]
     else:
-        def update(p, g, s, coefficients, serial_below):
-            # A tuple of scalars, unpacked once: the loop then holds them in
-            # registers (indexing the array inside the loop would reload it and
-            # block vectorisation, since it might alias p).
-            c = to_fixed_tuple(coefficients, n_coefficients)
+        def update(p, g, s, values, serial_below):
+            # The per-step values arrive as a tuple of Python floats (the
+            # cheapest thing to pass in) and are cast to the buffer's dtype
+            # once, here: the loop then holds them in registers, and float32
+            # math never meets a float64 constant.
+            buffer = np.empty(n_values, p.dtype)
+            for k in range(n_values):
+                buffer[k] = values[k]
+            c = to_fixed_tuple(buffer, n_coefficients)
             n = p.size
             if n < serial_below:
                 for i in range(n):
@@ -68,13 +77,13 @@ def _build(rule, n_coefficients: int, with_ema: bool):
 
 
 def cpu_kernel(rule, n_coefficients: int, with_ema: bool = False):
-    """The compiled CPU kernel ``kernel(p, g, states, coefficients, serial_below)``.
+    """The compiled CPU kernel ``kernel(p, g, states, values, serial_below)``.
 
     ``p``, ``g`` and each array of the tuple ``states`` are 1-D, contiguous
-    and of one dtype; ``coefficients`` is an array of at least
-    ``n_coefficients`` per-step constants of that dtype. With ``with_ema`` the
-    last state array is a parameter EMA and the coefficient array carries two
-    more entries, ``(decay, 1 - decay)``. Built once per rule and process;
+    and of one dtype; ``values`` is a tuple of ``n_coefficients`` Python
+    floats, the per-step constants (cast to the dtype inside). With
+    ``with_ema`` the last state array is a parameter EMA and ``values``
+    carries two more entries, ``(decay, 1 - decay)``. Built once per rule and process;
     compiled once per dtype (and loaded from the on-disk cache after the first
     process).
     """
@@ -142,15 +151,12 @@ class CPUBackend:
     @staticmethod
     def launcher(rule, n_coefficients: int, dtype, with_ema: bool = False):
         """``launch(p, g, states, values)``: one fused update with per-step
-        constants ``values`` (Python floats, cast to ``dtype`` here)."""
+        constants ``values`` (a tuple of Python floats; the kernel casts them
+        to the buffer's dtype)."""
         kernel = cpu_kernel(rule, n_coefficients, with_ema)
-        # Refilling a small array costs far less than building a tuple of numpy
-        # scalars (~0.5 us against ~2.7 us for Adam's eleven constants).
-        buffer = np.empty(n_coefficients + (2 if with_ema else 0), dtype)
 
         def launch(p, g, states, values):
-            buffer[:] = values
-            kernel(p, g, states, buffer, SERIAL_BELOW)
+            kernel(p, g, states, values, SERIAL_BELOW)
 
         return launch
 

@@ -26,6 +26,7 @@ from . import _cpu
 from ._arrays import check_disjoint, flat_view, param_grad_pair
 from .params import aligned_zeros
 from .rules import SPECS
+from .rules._common import plain_floats
 
 
 def _hyper(name: str, hyperparameters: dict) -> dict:
@@ -38,7 +39,7 @@ def _hyper(name: str, hyperparameters: dict) -> dict:
         check(key, h[key])
     if spec.cross_check is not None:
         spec.cross_check(h)
-    return h
+    return plain_floats(h)
 
 
 def init_state(name: str, param, **hyperparameters) -> dict:
@@ -87,10 +88,10 @@ def apply(name: str, param, grad, state: dict, *, step: int, **hyperparameters) 
     scale = -1.0 if h["maximize"] else 1.0
     values = (scale, math.inf) + spec.coefficients(h, int(step), state)
     if spec.launcher is not None:
-        spec.launcher(_cpu.CPU, variant, len(values), p.dtype, False, None)(p, g, tuple(states), values)
-        return
-    c = np.array(values, dtype=p.dtype)
-    _cpu.cpu_kernel(variant.rule, c.size)(p, g, tuple(states), c, _cpu.SERIAL_BELOW)
+        launch = spec.launcher(_cpu.CPU, variant, len(values), p.dtype, False, None)
+    else:
+        launch = _cpu.CPU.launcher(variant.rule, len(values), p.dtype)
+    launch(p, g, tuple(states), values)
 
 
 def _named(name: str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import operator
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from ._groups import build_groups
 from .clip import CLIP_EPS
 from .rules import SPECS, Spec
+from .rules._common import plain_floats
 
 NONFINITE_POLICIES = ("skip", "raise", "ignore")
 
@@ -99,6 +101,7 @@ class Optimizer:
         self.param_groups, self._slots = build_groups(params, defaults, self._check_hyperparameters)
         self.state: dict[int, dict] = {i: {"step": 0} for slot in self._slots for i in slot.ids}
         self._keys = tuple(spec.defaults)
+        self._snapshot_of = operator.itemgetter(*self._keys)  # a group's hyperparameters, as one tuple
         self.skipped_steps = 0
         self.last_grad_norm: float | None = None
         self._pending = 0
@@ -112,7 +115,7 @@ class Optimizer:
         # State is allocated up front (zeros, or the optimizer's initial value),
         # so that a skipped first step leaves it exactly as it was.
         for group, slot in zip(self.param_groups, self._slots):
-            self._prepare(group, slot, tuple([group[k] for k in self._keys]))
+            self._prepare(group, slot, self._snapshot_of(group))
 
     # -- hyperparameters -------------------------------------------------
 
@@ -130,6 +133,8 @@ class Optimizer:
         """(Re)validate a group whose hyperparameters changed, make sure the
         state arrays its variant needs exist, and pick its compiled kernel."""
         self._check_hyperparameters(group, "")
+        group.update(plain_floats({k: group[k] for k in self._keys}))
+        snapshot = self._snapshot_of(group)
         variant = self.spec.variant(group)
         with_ema = self.ema_decay is not None
         states = []
@@ -178,10 +183,10 @@ class Optimizer:
         it was applied (False while accumulating or when a non-finite gradient
         made it skip). A ``forced_policy`` (the loss scaler's) skips quietly:
         there, overflow is expected and handled by backing off the scale."""
-        keys = self._keys
+        snapshot_of = self._snapshot_of
         for group, slot in zip(self.param_groups, self._slots):
             # Every group is (re)validated before any array is touched.
-            snapshot = tuple([group[k] for k in keys])
+            snapshot = snapshot_of(group)
             if snapshot != slot.snapshot:
                 self._prepare(group, slot, snapshot)
         if self.accumulate > 1:
@@ -191,8 +196,8 @@ class Optimizer:
             self._pending = 0
             unscale /= self.accumulate
         scale = unscale
-        policy = forced_policy or self.nonfinite or ("skip" if self.max_grad_norm else "ignore")
-        if self.max_grad_norm is not None or policy != "ignore":
+        policy = forced_policy or self.nonfinite or ("ignore" if self.max_grad_norm is None else "skip")
+        if policy != "ignore" or self.max_grad_norm is not None:
             sum_sq = self._grad_sum_of_squares()
             if not math.isfinite(sum_sq) and policy != "ignore" and not self._grads_finite():
                 return self._handle_nonfinite(policy, quiet=forced_policy is not None)

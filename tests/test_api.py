@@ -122,8 +122,9 @@ def test_changing_lr_every_step_never_recompiles():
     kernel = _cpu.cpu_kernel(opt._slots[0].variant.rule, 11)
     compiled = len(kernel.overloads)
     for t in range(50):
-        opt.param_groups[0]["lr"] = 1e-3 / (1 + t)
+        opt.param_groups[0]["lr"] = 1e-3 / (1 + t) if t % 3 else np.float32(1e-3 / (1 + t))
         opt.param_groups[0]["betas"] = (0.9 - t * 1e-3, 0.999)
+        opt.param_groups[0]["weight_decay"] = t % 2  # ints and NumPy scalars are fine too
         opt.step()
     assert len(kernel.overloads) == compiled  # one per dtype ever used in this process, never more
 

@@ -125,6 +125,22 @@ def _as_float(name: str, value) -> float:
     return x
 
 
+def plain_floats(h: dict) -> dict:
+    """``h`` with every real number as a Python ``float`` (pairs as tuples of
+    floats; bools untouched). Kernels take their per-step values as a tuple of
+    floats: a NumPy scalar or an int among them would change the tuple's type
+    and compile another kernel."""
+    out = {}
+    for key, value in h.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, tuple, list)):
+            out[key] = value
+        elif isinstance(value, (tuple, list)):
+            out[key] = tuple(float(v) for v in value)
+        else:
+            out[key] = float(value)
+    return out
+
+
 def nonnegative(name: str, value) -> None:
     """``value >= 0`` and finite."""
     if _as_float(name, value) < 0:
