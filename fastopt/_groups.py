@@ -14,7 +14,8 @@ from .params import FlatParams
 class Slot:
     """Private bookkeeping of one param group."""
 
-    __slots__ = ("backend", "pairs", "shapes", "ids", "segments", "snapshot", "variant", "states", "launches")
+    __slots__ = ("backend", "pairs", "shapes", "ids", "segments", "snapshot", "hyper", "variant", "states",
+                 "launches")
 
     def __init__(self, backend, pairs, shapes, ids, segments):
         self.backend = backend
@@ -23,6 +24,7 @@ class Slot:
         self.ids = ids
         self.segments = segments  # per pair: FlatParams tensors as (start, stop) ranges, or None
         self.snapshot = None
+        self.hyper = None  # the group's hyperparameters as plain floats, as the kernels see them
         self.variant = None
         self.states = None
         self.launches = None  # per pair: launch(p, g, states, values)

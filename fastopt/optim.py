@@ -133,9 +133,11 @@ class Optimizer:
         """(Re)validate a group whose hyperparameters changed, make sure the
         state arrays its variant needs exist, and pick its compiled kernel."""
         self._check_hyperparameters(group, "")
-        group.update(plain_floats({k: group[k] for k in self._keys}))
-        snapshot = self._snapshot_of(group)
-        variant = self.spec.variant(group)
+        # The kernels read a private copy with every number a Python float: a
+        # user's int or NumPy scalar of equal value leaves the snapshot equal,
+        # so it must never reach the per-step values.
+        slot.hyper = plain_floats({k: group[k] for k in self._keys})
+        variant = self.spec.variant(slot.hyper)
         with_ema = self.ema_decay is not None
         states = []
         for i, (p, _) in zip(slot.ids, slot.pairs):
@@ -143,10 +145,10 @@ class Optimizer:
             for name in variant.state_names:
                 if name not in st:
                     fill = self.spec.state_fill.get(name)
-                    st[name] = slot.backend.zeros(p.size, p.dtype, fill(group) if fill else 0.0)
+                    st[name] = slot.backend.zeros(p.size, p.dtype, fill(slot.hyper) if fill else 0.0)
             names = variant.state_names + (("ema",) if with_ema else ())
             states.append(tuple(st[name] for name in names))
-        n_coefficients = 2 + len(self.spec.coefficients(group, 1, {}))
+        n_coefficients = 2 + len(self.spec.coefficients(slot.hyper, 1, {}))
         custom = self.spec.launcher
         by_dtype: dict = {}  # pairs of one dtype share a launcher (and its constants buffer)
         launches = []
@@ -208,13 +210,14 @@ class Optimizer:
         bound = math.inf if self.max_grad_value is None else self.max_grad_value
         tail = () if self.ema_decay is None else (self.ema_decay, 1.0 - self.ema_decay)
         coefficients, state = self.spec.coefficients, self.state
-        for group, slot in zip(self.param_groups, self._slots):
-            head = (-scale if group["maximize"] else scale, bound)
+        for slot in self._slots:
+            hyper = slot.hyper
+            head = (-scale if hyper["maximize"] else scale, bound)
             for i, (p, g), states, launch in zip(slot.ids, slot.pairs, slot.states, slot.launches):
                 st = state[i]
                 step = st["step"] + 1
                 st["step"] = step
-                launch(p, g, states, head + coefficients(group, step, st) + tail)
+                launch(p, g, states, head + coefficients(hyper, step, st) + tail)
         return True
 
     def _grad_sum_of_squares(self) -> float:
