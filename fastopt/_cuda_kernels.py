@@ -87,6 +87,22 @@ def update_signature(dtype, n_states: int, n_values: int):
 # -- reductions and fills --------------------------------------------------------
 
 
+def _tree_sum(shared, t, threads):
+    """Fold ``shared[:threads]`` into ``shared[0]`` by a fixed pairwise tree
+    (the same additions in the same order on every run). ``threads`` is a
+    power of two; every thread of the block calls this."""
+    cuda.syncthreads()
+    half = threads // 2
+    while half > 0:
+        if t < half:
+            shared[t] += shared[t + half]
+        cuda.syncthreads()
+        half //= 2
+
+
+tree_sum = _tree_sum if SIMULATOR else cuda.jit(device=True)(_tree_sum)
+
+
 def sum_of_squares_source(threads: int, chunk: int):
     """``kernel(g, partial)``: ``partial[k]`` = float64 sum of ``g[i]**2`` over
     chunk ``k`` (elements ``[k * chunk, (k + 1) * chunk)``).
@@ -113,13 +129,7 @@ def sum_of_squares_source(threads: int, chunk: int):
                 acc += x * x
                 i += threads
             shared[t] = acc
-            cuda.syncthreads()
-            half = threads // 2
-            while half > 0:
-                if t < half:
-                    shared[t] += shared[t + half]
-                cuda.syncthreads()
-                half //= 2
+            tree_sum(shared, t, threads)
             if t == 0:
                 partial[k] = shared[0]
             cuda.syncthreads()
@@ -140,13 +150,7 @@ def combine_source(threads: int):
             acc += partial[i]
             i += threads
         shared[t] = acc
-        cuda.syncthreads()
-        half = threads // 2
-        while half > 0:
-            if t < half:
-                shared[t] += shared[t + half]
-            cuda.syncthreads()
-            half //= 2
+        tree_sum(shared, t, threads)
         if t == 0:
             out[0] = shared[0]
 
