@@ -182,7 +182,10 @@ class FlatParams:
         names = list(names)
         if not names:
             raise ValueError("names must not be empty")
-        bounds = sorted(self._slices[n][:2] if n in self._slices else self._view(self.data, n) for n in names)
+        unknown = [n for n in names if n not in self._slices]
+        if unknown:
+            raise KeyError(f"no parameter named {unknown[0]!r}; have {list(self._slices)}")
+        bounds = sorted(self._slices[n][:2] for n in set(names))
         for (_, stop), (start, _) in zip(bounds, bounds[1:]):
             if start != stop:
                 raise ValueError(f"parameters {names} are not adjacent in the layout {self.names}")
