@@ -177,24 +177,28 @@ def plot(result: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     optimizers = list(dict.fromkeys(e["optimizer"] for e in result["results"]))
+    baselines = [n for n in ORDER if n not in ("fastopt", "roofline")]
+    # One colour per baseline in every panel (panels lack different baselines).
+    colours = {name: f"C{k}" for k, name in enumerate(baselines)}
     cols = min(3, len(optimizers))
     rows = math.ceil(len(optimizers) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
     for ax, opt in zip(axes.flat, optimizers, strict=False):
         entries = [e for e in result["results"] if e["optimizer"] == opt]
         sizes = [e["size"] for e in entries]
-        for name in [n for n in ORDER if n not in ("fastopt", "roofline")] + ["roofline"]:
-            if name == "roofline":
-                ys = [e["contenders"]["fastopt"]["pct_roofline"]["median"] / 100 for e in entries]
-                ax.plot(sizes, ys, "k--", label="roofline twin (fastopt / limit)")
-            elif all(name in e["speedup"] for e in entries):
-                ax.plot(sizes, [e["speedup"][name]["median"] for e in entries], "o-", label=name)
+        for name in baselines:
+            if all(name in e["speedup"] for e in entries):
+                ax.plot(sizes, [e["speedup"][name]["median"] for e in entries], "o-", color=colours[name],
+                        label=name)
+        ys = [e["contenders"]["fastopt"]["pct_roofline"]["median"] / 100 for e in entries]
+        ax.plot(sizes, ys, "k--", label="roofline twin (fastopt / limit)")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", title=opt, xlabel="elements", ylabel="speed-up of fastopt (x)")
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(optimizers):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower right", fontsize=8)
     m, s = result["machine"], result["settings"]
     fig.suptitle(f"fastopt vs baselines, {s['dtype']} on {m['cpu']} ({m['numba_threads']} threads)", fontsize=10)
     fig.tight_layout()
