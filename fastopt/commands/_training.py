@@ -317,6 +317,20 @@ def check_positive(name: str, value, integer=False):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
+def run_setup(args):
+    """The checks and data loading shared by ``train`` and ``compare``: bad
+    ``--epochs``/``--batch-size`` and a missing matplotlib for ``--plot`` fail
+    before any work. Returns ``(data, epochs, batch_size)``."""
+    from ._plot import require_matplotlib
+
+    check_positive("--epochs", args.epochs, integer=True)
+    check_positive("--batch-size", args.batch_size, integer=True)
+    if args.plot:
+        require_matplotlib()
+    data = load_dataset(args.dataset, seed=args.seed)
+    return data, args.epochs or data.epochs, args.batch_size or data.batch_size
+
+
 def add_common_arguments(parser, epochs_help="epochs (default: the data set's)") -> None:
     """Arguments shared by ``train`` and ``compare``."""
     parser.add_argument("--dataset", default="spiral", metavar="{" + ",".join(DATASETS) + "}",

@@ -6,10 +6,9 @@ from ._progress import ProgressBar
 from ._training import (
     add_common_arguments,
     available_presets,
-    check_positive,
-    load_dataset,
     make_optimizer,
     preset_name,
+    run_setup,
     train,
 )
 
@@ -29,7 +28,6 @@ def _hyper_text(optimizer) -> str:
 
 def run(args) -> int:
     from ..nn import MLP
-    from ._plot import require_matplotlib
 
     if args.optimizers is None:
         names = list(available_presets())
@@ -37,13 +35,7 @@ def run(args) -> int:
         names = [preset_name(n) for n in args.optimizers.split(",") if n.strip()]
     if not names:
         raise ValueError(f"--optimizers must name at least one of {', '.join(available_presets())}")
-    check_positive("--epochs", args.epochs, integer=True)
-    check_positive("--batch-size", args.batch_size, integer=True)
-    if args.plot:
-        require_matplotlib()
-    data = load_dataset(args.dataset, seed=args.seed)
-    epochs = args.epochs or data.epochs
-    batch_size = args.batch_size or data.batch_size
+    data, epochs, batch_size = run_setup(args)
     print(f"fastopt compare: {'-'.join(map(str, data.sizes))} MLP on {data.name} "
           f"({len(data.y_train)} training samples), batch {batch_size}, {epochs} epochs, seed {args.seed}")
     bar = ProgressBar(epochs * len(names), "compare", enabled=False if args.no_progress else None)

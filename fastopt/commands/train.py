@@ -8,10 +8,10 @@ from ._training import (
     SCHEDULE_NAMES,
     add_common_arguments,
     check_positive,
-    load_dataset,
     make_optimizer,
     make_schedule,
     preset_name,
+    run_setup,
     schedule_name,
     steps_per_epoch,
     train,
@@ -31,18 +31,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..nn import MLP
-    from ._plot import require_matplotlib
 
     name = preset_name(args.optimizer)
     schedule_name(args.schedule)
     check_positive("--lr", args.lr)
-    check_positive("--epochs", args.epochs, integer=True)
-    check_positive("--batch-size", args.batch_size, integer=True)
-    if args.plot:
-        require_matplotlib()
-    data = load_dataset(args.dataset, seed=args.seed)
-    epochs = args.epochs or data.epochs
-    batch_size = args.batch_size or data.batch_size
+    data, epochs, batch_size = run_setup(args)
     model = MLP(data.sizes, seed=args.seed)
     optimizer = make_optimizer(name, model.params, lr=args.lr, momentum=args.momentum,
                                weight_decay=args.weight_decay)
