@@ -35,10 +35,9 @@ def test_cuda_backend_under_the_simulator():
 
 
 def _gpu_bench():
-    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "bench" / "gpu_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from fastopt.benchmark import gpu
+
+    return gpu
 
 
 def test_gpu_bench_arguments(tmp_path):

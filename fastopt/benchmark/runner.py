@@ -10,7 +10,6 @@ the same bytes as its limit, timed with CUDA events.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,11 +52,9 @@ def get_device(device: str) -> Device:
     if device in DEVICES:
         return DEVICES[device]
     if device == "cuda":
-        if importlib.util.find_spec("fastopt._cuda") is None:
-            raise ValueError("CUDA backend not available yet: fastopt has no fastopt._cuda module; "
-                             "run with --device cpu")
-        raise ValueError("CUDA backend not available yet in the benchmark: fastopt._cuda exists but no "
-                         "CUDA suite is registered in fastopt.benchmark.runner.DEVICES; run with --device cpu")
+        raise ValueError("run_benchmark times CPU contenders only; the GPU benchmark (CUDA events, torch "
+                         "fused/foreach, device-to-device copy) is fastopt.benchmark.gpu, which "
+                         "`fastopt bench --device cuda` runs")
     raise ValueError(f"unknown device {device!r}; choose from {sorted(DEVICES) + ['cuda']}")
 
 

@@ -33,7 +33,41 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def _run_cuda(args) -> int:
+    """``--device cuda``: the GPU benchmark (CUDA events, torch fused/foreach,
+    device-to-device copy, host overhead); see :mod:`fastopt.benchmark.gpu`."""
+    import json
+    import math
+    from pathlib import Path
+
+    from ..benchmark import gpu
+
+    if args.plot or args.cold:
+        raise ValueError("--plot and --cold are CPU-only; the GPU report is a table (--markdown, --json)")
+    gpu.require_gpu()
+    argv = ["--out", ".", "--dtype", args.dtype]
+    if args.optimizer:
+        argv += ["--optimizers", ",".join(args.optimizer)]
+    if args.sizes:
+        logs = [round(math.log2(n)) for n in _sizes(args.sizes)]
+        argv += ["--min-log2", str(max(1, min(logs))), "--max-log2", str(max(logs))]
+    elif args.quick:
+        argv += ["--max-log2", "24"]
+    if args.rounds or args.quick:
+        argv += ["--repeats", str(args.rounds or 5)]
+    result = gpu.run(gpu.parse_args(argv))
+    text = gpu.to_markdown(result)
+    print(text, end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    return 0
+
+
 def run(args) -> int:
+    if args.device == "cuda":
+        return _run_cuda(args)
     from ..benchmark import measure_cold_start, report, run_benchmark
 
     sizes = _sizes(args.sizes) if args.sizes else None
