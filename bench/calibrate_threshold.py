@@ -5,7 +5,7 @@ optimizer step is timed with the serial loop forced and with the parallel loop
 forced, interleaved round by round; the ratio serial/parallel (> 1: parallel
 wins) is the median of the per-round ratios. The crossover is the smallest
 size from which the parallel loop wins at every larger size measured.
-``fastopt._cpu.SERIAL_BELOW`` should sit there.
+``fastopt.backends.cpu.SERIAL_BELOW`` should sit there.
 
 torch is not imported: only numba's thread pool runs, as in a user's process
 that does not mix thread pools.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastopt import _cpu  # noqa: E402
+from fastopt.backends import cpu as _cpu  # noqa: E402
 from fastopt.benchmark.contenders import FORCE_PARALLEL, FORCE_SERIAL, fastopt_contender  # noqa: E402
 from fastopt.benchmark.machine import machine_info  # noqa: E402
 from fastopt.benchmark.problems import hyperparameters, make_data  # noqa: E402

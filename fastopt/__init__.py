@@ -1,32 +1,36 @@
 """fastopt: fused, in-place optimizer steps for NumPy (and GPU) buffers, compiled with Numba.
 
 Submodules load on first use (PEP 562), so ``import fastopt`` does not pay for
-importing Numba until an optimizer or kernel is actually needed.
+importing Numba until an optimizer or kernel is actually needed. The
+optimizer classes are generated from the registry :data:`fastopt.rules.SPECS`.
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_OPTIMIZER_NAMES = {
-    "SGD": "sgd", "Adagrad": "adagrad", "RMSprop": "rmsprop", "Adadelta": "adadelta", "Adam": "adam",
-    "AdamW": "adamw", "Adamax": "adamax", "NAdam": "nadam", "RAdam": "radam", "Lion": "lion",
-    "LAMB": "lamb",
-}
 _ATTRIBUTES = {
     "OPTIMIZERS": "optim", "Optimizer": "optim", "NonFiniteGradientError": "optim",
     "FlatParams": "params", "LossScaler": "scaler", "clip_grad_norm_": "clip",
+    "set_num_threads": "backends.threads", "get_num_threads": "backends.threads",
 }
 _SUBMODULES = ("checkpoint", "data", "functional", "interop", "nn", "schedules", "rules")
 
-__all__ = sorted([*_OPTIMIZER_NAMES, *_ATTRIBUTES, *_SUBMODULES, "__version__"])
+
+def _class_names() -> tuple[str, ...]:
+    # The registry's class names, read without importing numba.
+    return ("SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Lion", "LAMB")
+
+
+__all__ = sorted([*_class_names(), *_ATTRIBUTES, *_SUBMODULES, "__version__"])
 
 
 def __getattr__(name: str):
-    if name in _OPTIMIZER_NAMES:
-        value = importlib.import_module(".optim", __name__).OPTIMIZERS[_OPTIMIZER_NAMES[name]]
+    if name in _class_names():
+        value = importlib.import_module(".optim", __name__).OPTIMIZERS[
+            importlib.import_module(".rules", __name__).CLASS_NAMES[name]]
     elif name in _ATTRIBUTES:
         value = getattr(importlib.import_module(f".{_ATTRIBUTES[name]}", __name__), name)
     elif name in _SUBMODULES:

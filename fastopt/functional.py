@@ -2,10 +2,13 @@
 embedding in training loops that keep their own bookkeeping.
 
 Each ``<name>_(param, grad, state, *, step, **hyperparameters)`` applies step
-number ``step`` (1 for the first) of optimizer ``<name>`` to ``param`` in place.
-``state`` is a dict of arrays keyed by torch's state names, made by
+number ``step`` (1 for the first) of optimizer ``<name>`` to ``param`` in place;
+there is one for every optimizer of :data:`fastopt.rules.SPECS` (``adam_``,
+``lamb_``...). ``state`` is a dict of arrays keyed by torch's state names
+(plus carried scalars such as NAdam's ``mu_product``), made by
 :func:`init_state` and updated in place. Hyperparameters take torch.optim's
-names and defaults.
+names and defaults. LAMB's functions also take ``segments``: the tensors of a
+flat buffer as ``(start, stop)`` ranges, each with its own trust ratio.
 
 Examples
 --------
@@ -22,32 +25,37 @@ import math
 
 import numpy as np
 
-from . import _cpu
-from ._arrays import check_disjoint, flat_view, param_grad_pair
-from .params import aligned_zeros
+from ._plan import hyperparameters
+from .backends.cpu import CPU
+from .backends.host_arrays import aligned_zeros, check_disjoint, flat_view, param_grad_pair
 from .rules import SPECS
-from .rules._common import plain_floats
 
 
-def _hyper(name: str, hyperparameters: dict) -> dict:
-    spec = SPECS[name]
-    unknown = set(hyperparameters) - set(spec.defaults)
-    if unknown:
-        raise TypeError(f"{name}: unknown hyperparameter(s) {sorted(unknown)}; accepted: {sorted(spec.defaults)}")
-    h = {**spec.defaults, **hyperparameters}
-    for key, check in spec.checks.items():
-        check(key, h[key])
-    if spec.cross_check is not None:
-        spec.cross_check(h)
-    return plain_floats(h)
-
-
-def init_state(name: str, param, **hyperparameters) -> dict:
-    """Fresh state arrays for optimizer ``name`` and these hyperparameters."""
+def _spec(name: str):
     if name not in SPECS:
         raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(SPECS)}")
-    spec = SPECS[name]
-    h = _hyper(name, hyperparameters)
+    return SPECS[name]
+
+
+def _hyper(spec, hyperparameters_: dict):
+    unknown = set(hyperparameters_) - set(spec.defaults)
+    if unknown:
+        raise TypeError(f"{spec.name}: unknown hyperparameter(s) {sorted(unknown)}; "
+                        f"accepted: {sorted(spec.defaults)}")
+    h = {**spec.defaults, **hyperparameters_}
+    for key, check in spec.checks.items():
+        check(key, h[key])
+    record = hyperparameters(spec, h)
+    if spec.cross_check is not None:
+        spec.cross_check(record)
+    return record
+
+
+def init_state(name: str, param, **hyperparameters_) -> dict:
+    """Fresh state for optimizer ``name`` and these hyperparameters: arrays
+    shaped like ``param`` (and carried scalars, if the optimizer has any)."""
+    spec = _spec(name)
+    h = _hyper(spec, hyperparameters_)
     p = np.asarray(param)
     state = {}
     for key in spec.variant(h).state_names:
@@ -56,21 +64,22 @@ def init_state(name: str, param, **hyperparameters) -> dict:
         if fill is not None:
             arr.fill(fill(h))
         state[key] = arr
+    state.update(spec.carry)
     return state
 
 
-def apply(name: str, param, grad, state: dict, *, step: int, **hyperparameters) -> None:
+def apply(name: str, param, grad, state: dict, *, step: int, segments=None, **hyperparameters_) -> None:
     """Apply step ``step`` of optimizer ``name`` to ``param`` in place.
 
     Raises ``ValueError``/``TypeError`` naming the bad argument, before
     touching any array.
     """
-    if name not in SPECS:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(SPECS)}")
-    spec = SPECS[name]
-    h = _hyper(name, hyperparameters)
+    spec = _spec(name)
+    h = _hyper(spec, hyperparameters_)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"step must be an int >= 1, got {step!r}")
+    if segments is not None and spec.segmented is None:
+        raise TypeError(f"{name} is element-wise; segments= is for per-tensor rules (lamb)")
     p, g = param_grad_pair(param, grad, "")
     variant = spec.variant(h)
     if not isinstance(state, dict):
@@ -84,31 +93,26 @@ def apply(name: str, param, grad, state: dict, *, step: int, **hyperparameters) 
             raise ValueError(f"state[{key!r}] must have {p.size} elements of {p.dtype}, "
                              f"got {arr.size} of {arr.dtype}")
         states.append(arr)
+    carry = tuple(float(state.get(key, initial)) for key, initial in spec.carry)
     check_disjoint([("param", p), ("grad", g)] + [(f"state[{k!r}]", a) for k, a in zip(variant.state_names, states)])
-    scale = -1.0 if h["maximize"] else 1.0
-    values = (scale, math.inf) + spec.coefficients(h, int(step), state)
-    if spec.launcher is not None:
-        launch = spec.launcher(_cpu.CPU, variant, len(values), p.dtype, False, None)
+    if spec.segmented is not None:
+        launch = CPU.segmented_launcher(spec.segmented, spec.record, p, g, tuple(states), None, segments)
     else:
-        launch = _cpu.CPU.launcher(variant.rule, len(values), p.dtype)
-    launch(p, g, tuple(states), values)
+        launch = CPU.elementwise_launcher(variant.rule, spec.record, p, g, tuple(states), None)
+    record, carry = spec.coefficients(h, int(step), carry)
+    launch((-1.0 if h.maximize else 1.0, math.inf, 0.0, 1.0) + record)
+    state.update(zip(spec.carry_names, carry))
 
 
 def _named(name: str):
-    def update(param, grad, state, *, step, **hyperparameters):
-        apply(name, param, grad, state, step=step, **hyperparameters)
+    def update(param, grad, state, *, step, **hyperparameters_):
+        apply(name, param, grad, state, step=step, **hyperparameters_)
 
     update.__name__ = update.__qualname__ = f"{name}_"
-    update.__doc__ = (f"In-place {name} step; see :func:`apply` and the equations in "
-                      f"``fastopt.{name}``'s optimizer class. Defaults: {SPECS[name].defaults}.")
+    update.__doc__ = (f"In-place {SPECS[name].class_name} step (see :func:`apply` and the equations of "
+                      f":class:`fastopt.{SPECS[name].class_name}`). Defaults: {SPECS[name].defaults}.")
     return update
 
 
-sgd_ = _named("sgd")
-adagrad_ = _named("adagrad")
-rmsprop_ = _named("rmsprop")
-adadelta_ = _named("adadelta")
-adam_ = _named("adam")
-adamw_ = _named("adamw")
-
-__all__ = ["apply", "init_state", "sgd_", "adagrad_", "rmsprop_", "adadelta_", "adam_", "adamw_"]
+globals().update({f"{name}_": _named(name) for name in SPECS})
+__all__ = ["apply", "init_state"] + [f"{name}_" for name in SPECS]

@@ -7,49 +7,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._arrays import SUPPORTED_DTYPES, to_ndarray
-
-ALIGNMENT = 64
-"""Byte alignment of the buffers' first element (a cache line, a full AVX-512 vector)."""
-
-
-DEVICES = ("cpu", "cuda")
-
-
-def _cuda_backend():
-    from ._cuda import CUDA  # imported only when a GPU FlatParams is made
-
-    return CUDA
+from . import backends
+from .backends.host_arrays import SUPPORTED_DTYPES, to_ndarray
 
 
 def _host_array(a, what: str):
     """``a`` as a host array: scalars and host arrays as they are, GPU arrays
-    read back through the CUDA backend."""
+    read back through their backend."""
     if np.isscalar(a):
         return a
-    from ._groups import is_gpu_array
-
-    if is_gpu_array(a):
-        from ._cuda_arrays import device_view
-
-        return _cuda_backend().to_host(device_view(a, what)).reshape(tuple(a.shape))
-    return to_ndarray(a, what)
-
-
-def aligned_empty(n: int, dtype) -> np.ndarray:
-    """An uninitialised 1-D array of ``n`` elements whose data starts on an
-    ``ALIGNMENT``-byte boundary."""
-    dtype = np.dtype(dtype)
-    raw = np.empty(n * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
-    offset = (-raw.ctypes.data) % ALIGNMENT
-    return raw[offset: offset + n * dtype.itemsize].view(dtype)
-
-
-def aligned_zeros(n: int, dtype) -> np.ndarray:
-    """Like :func:`aligned_empty`, filled with zeros."""
-    out = aligned_empty(n, dtype)
-    out.fill(0)
-    return out
+    backend = backends.backend_for(a)
+    if backend.name == "cpu":
+        return to_ndarray(a, what)
+    return backend.to_host(backend.view(a, what)).reshape(tuple(a.shape))
 
 
 class FlatParams:
@@ -78,14 +48,14 @@ class FlatParams:
     --------
     >>> fp = FlatParams({"w": (2, 3), "b": (3,)})
     >>> fp["w"][:] = 1.0
-    >>> fp.data[:6].sum()
+    >>> float(fp.data[:6].sum())
     6.0
     """
 
     def __init__(self, shapes: Mapping[str, tuple], dtype=np.float32, device: str = "cpu"):
         dtype = np.dtype(dtype)
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if device not in backends.DEVICES:
+            raise ValueError(f"device must be one of {backends.DEVICES}, got {device!r}")
         if dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         if not isinstance(shapes, Mapping) or not shapes:
@@ -103,13 +73,9 @@ class FlatParams:
             offset += size
         self.dtype = dtype
         self.device = device
-        if device == "cpu":
-            self.data = aligned_zeros(offset, dtype)
-            self.grad = aligned_zeros(offset, dtype)
-        else:
-            backend = _cuda_backend()
-            self.data = backend.zeros(offset, dtype)
-            self.grad = backend.zeros(offset, dtype)
+        self.backend = backends.get(device)
+        self.data = self.backend.zeros(offset, dtype)
+        self.grad = self.backend.zeros(offset, dtype)
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, object], dtype=None, device: str = "cpu") -> FlatParams:
@@ -132,7 +98,7 @@ class FlatParams:
                 dtype = np.float32
         flat = cls({name: a.shape for name, a in converted.items()}, dtype=dtype, device=device)
         for name, a in converted.items():
-            flat[name][...] = a
+            flat[name] = a
         return flat
 
     @property
@@ -145,6 +111,11 @@ class FlatParams:
         """Name -> shape."""
         return {name: shape for name, (_, _, shape) in self._slices.items()}
 
+    @property
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        """The ``(start, stop)`` range of each tensor in the buffer, in layout order."""
+        return tuple((start, stop) for start, stop, _ in self._slices.values())
+
     def __len__(self) -> int:
         return self.data.size
 
@@ -154,28 +125,25 @@ class FlatParams:
     def __iter__(self):
         return iter(self._slices)
 
-    def _view(self, buffer: np.ndarray, name: str) -> np.ndarray:
+    def _view(self, buffer, name: str):
         try:
             start, stop, shape = self._slices[name]
         except KeyError:
             raise KeyError(f"no parameter named {name!r}; have {list(self._slices)}") from None
         return buffer[start:stop].reshape(shape)
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str):
         return self._view(self.data, name)
 
     def __setitem__(self, name: str, value) -> None:
-        if self.device == "cpu":
-            self[name][...] = value
-        else:
-            view = self._view(self.data, name)
-            _cuda_backend().copy_(view, np.broadcast_to(np.asarray(value, self.dtype), view.shape))
+        view = self._view(self.data, name)
+        self.backend.copy_(view, np.broadcast_to(np.asarray(value, self.dtype), view.shape))
 
-    def grad_of(self, name: str) -> np.ndarray:
+    def grad_of(self, name: str):
         """The gradient view of parameter ``name`` (same shape, into ``grad``)."""
         return self._view(self.grad, name)
 
-    def span(self, names) -> tuple[np.ndarray, np.ndarray]:
+    def span(self, names):
         """Flat (param, grad) views covering ``names``, which must be adjacent in
         the layout: use it to give a group of parameters its own hyperparameters
         while keeping one kernel call per group."""
@@ -194,16 +162,11 @@ class FlatParams:
 
     def zero_grad(self) -> None:
         """Set every gradient to zero."""
-        if self.device == "cpu":
-            self.grad.fill(0)
-        else:
-            _cuda_backend().fill_(self.grad, 0.0)
+        self.backend.fill_(self.grad, 0.0)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Copies of every parameter, by name (host arrays, whatever the device)."""
-        if self.device == "cpu":
-            return {name: self[name].copy() for name in self._slices}
-        host = _cuda_backend().to_host(self.data)
+        host = self.backend.to_host(self.data)
         return {name: self._view(host, name).copy() for name in self._slices}
 
     def __repr__(self) -> str:

@@ -63,7 +63,7 @@ class LossScaler:
         """Apply ``optimizer``'s step with unscaled gradients; skip it (and
         return False) when they are not finite."""
         before = optimizer.skipped_steps
-        applied = optimizer._step(1.0 / self.scale_value, "skip")
+        applied = optimizer.apply_step(1.0 / self.scale_value, nonfinite="skip", warn=False)
         self._found_nonfinite = optimizer.skipped_steps > before
         return applied
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _cpu
+from fastopt.backends import cpu_loops
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,9 +55,8 @@ def test_optimizer_over_flat_params_updates_every_view_in_one_call(monkeypatch):
     calls = []
     opt = fastopt.SGD(fp, lr=0.1)
     opt.step()
-    original = opt._slots[0].launches[0]
-    opt._slots[0].launches = [lambda *a: (calls.append(1), original(*a))]
-    opt._slots[0].snapshot = tuple(opt.param_groups[0][k] for k in opt._keys)
+    original = opt._plans[0].launches[0]
+    opt._plans[0].launches = [lambda *a: (calls.append(1), original(*a))]
     opt.step()
     assert len(calls) == 1
     np.testing.assert_allclose(fp["w"], 0.9)
@@ -119,7 +118,7 @@ def test_changing_lr_every_step_never_recompiles():
     fp.grad[:] = 1.0
     opt = fastopt.Adam(fp, lr=1e-3)
     opt.step()
-    kernel = _cpu.cpu_kernel(opt._slots[0].variant.rule, 11)
+    kernel = cpu_loops.elementwise_kernel(opt._plans[0].variant.rule, opt.spec.record)
     compiled = len(kernel.overloads)
     for t in range(50):
         opt.param_groups[0]["lr"] = 1e-3 / (1 + t) if t % 3 else np.float32(1e-3 / (1 + t))
@@ -140,10 +139,10 @@ STEP_AND_REPORT = """
     import warnings, numpy as np
     warnings.simplefilter("always")
     import fastopt
-    from fastopt import _cpu
+    from fastopt.backends import cpu_loops
     fp = fastopt.FlatParams({"x": (10,)}); fp.grad[:] = 1
     opt = fastopt.Adam(fp); opt.step()
-    k = _cpu.cpu_kernel(opt._slots[0].variant.rule, 11)
+    k = cpu_loops.elementwise_kernel(opt._plans[0].variant.rule, opt.spec.record)
     print("hits", sum(k.stats.cache_hits.values()), "misses", sum(k.stats.cache_misses.values()))
     print("from", fastopt.__file__)
 """

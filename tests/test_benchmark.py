@@ -31,7 +31,7 @@ VARIANTS = [
 @pytest.mark.parametrize("name,overrides", VARIANTS)
 def test_byte_count_follows_the_variant(name, overrides):
     h = {**SPECS[name].defaults, **overrides}
-    k = len(SPECS[name].variant(h).state_names)
+    k = len(SPECS[name].variant_of(h).state_names)
     assert roofline.traffic(name, h) == (2 + k, 1 + k)
     assert roofline.bytes_per_step(name, h, 1000, "float32") == (3 + 2 * k) * 4 * 1000
     assert roofline.bytes_per_step(name, h, 10, np.float64) == (3 + 2 * k) * 8 * 10
@@ -140,7 +140,7 @@ def test_cli_bench_quick_json(tmp_path, capsys):
 
 
 def test_cli_bench_cuda_without_a_gpu_says_so(capsys):
-    from fastopt._groups import is_gpu_array  # noqa: F401  (the CLI must not need a GPU to start)
+    from fastopt.backends import is_gpu_array  # noqa: F401  (the CLI must not need a GPU to start)
 
     code = main(["bench", "--device", "cuda", "--sizes", "1e6"])
     err = capsys.readouterr().err

@@ -72,7 +72,7 @@ def test_cuda_backend_import_error_names_the_extra():
         "real = u.find_spec\n"
         "u.find_spec = lambda name, *a: None if name == 'numba_cuda' else real(name, *a)\n"
         "try:\n"
-        "    import fastopt._cuda\n"
+        "    import fastopt.backends.cuda\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
@@ -83,6 +83,6 @@ def test_cuda_backend_import_error_names_the_extra():
 def test_import_fastopt_does_not_load_the_cuda_target():
     code = ("import sys, numpy as np, fastopt\n"
             "fastopt.SGD([(np.ones(3, np.float32), np.ones(3, np.float32))], lr=0.1).step()\n"
-            "print(sorted(m for m in ('numba.cuda', 'numba_cuda', 'fastopt._cuda') if m in sys.modules))\n")
+            "print(sorted(m for m in ('numba.cuda', 'numba_cuda', 'fastopt.backends.cuda') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

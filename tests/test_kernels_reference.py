@@ -9,7 +9,7 @@ from helpers import random_problem, tolerance
 from reference import run_reference
 
 import fastopt
-from fastopt import _cpu
+from fastopt.backends import cpu as _cpu
 
 STEPS = 20
 SIZES = [1, 7, 1000, 4099, _cpu.SERIAL_BELOW + 4097]

@@ -1,5 +1,6 @@
-"""LAMB's two-pass kernel (fastopt._lamb via fastopt.rules.lamb.lamb_step)
-against the float64 reference, with and without per-tensor segments."""
+"""LAMB's two-pass segmented driver (through fastopt.functional.lamb_ and the
+LAMB class) against the float64 reference, with and without per-tensor
+segments."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ import pytest
 from helpers import random_problem, tolerance
 from reference import run_reference
 
-from fastopt import _cpu, _lamb
-from fastopt.rules.lamb import N_COEFFICIENTS, SPEC, _coefficients, lamb_step
+from fastopt import functional
+from fastopt.backends import cpu as _cpu
+from fastopt.backends import segments as _segments
+from fastopt.backends.cpu import CPU
+from fastopt.rules.lamb import SPEC
+
+
+def lamb_step(p, g, m, v, *, step, segments=None, **hyper):
+    functional.lamb_(p, g, {"exp_avg": m, "exp_avg_sq": v}, step=step, segments=segments, **hyper)
 
 STEPS = 12
 SIZES = [1, 7, 1000, 4099, _cpu.SERIAL_BELOW + 4097]
@@ -72,7 +80,7 @@ def test_segments_equal_separate_calls():
 
 @pytest.mark.parametrize("kind", ["whole", "tensors", "gaps"])
 def test_serial_parallel_and_thread_count_agree_bitwise(kind, monkeypatch):
-    n = 3 * _lamb.BLOCK + 123
+    n = 3 * _segments.BLOCK + 123
     segments = segments_for(n, kind)
     p0, grads = random_problem(n, 4, seed=9)
     results = []
@@ -137,26 +145,30 @@ def test_bad_arguments_raise(kwargs, match):
 
 def test_bad_arrays_raise():
     p = np.ones(8, np.float32)
-    with pytest.raises(ValueError, match="v must have"):
+    with pytest.raises(ValueError, match="exp_avg_sq'. must have"):
         lamb_step(p, p.copy(), np.zeros_like(p), np.zeros(8), step=1)
     with pytest.raises(ValueError, match="share memory"):
         lamb_step(p, p.copy(), p, np.zeros_like(p), step=1)
 
 
-def test_launcher_with_ema_as_the_optimizer_hook_would_call_it():
-    """``launch(p, g, states + (ema,), head + coefficients + (d, 1 - d))``."""
+def test_launcher_with_ema_as_the_optimizer_calls_it():
+    """``launch(head + coefficients)`` with the EMA's (decay, 1 - decay) in the head."""
+    from fastopt._plan import hyperparameters
+
     n = 2000
     p0, grads = random_problem(n, 3, seed=4)
     segs = [(0, 700), (700, 2000)]
     h = {**SPEC.defaults, "lr": 1e-2}
-    launch = _lamb.launcher(N_COEFFICIENTS, np.float64, True, segs)
     p = p0.copy()
+    g = np.zeros(n)
     m, v = np.zeros(n), np.zeros(n)
     ema = p0.copy()
+    launch = CPU.segmented_launcher(SPEC.segmented, SPEC.record, p, g, (m, v), ema, segs)
     expected = run_reference("lamb", p0, grads, dict(h, segments=segs))
     ema_expected = p0.copy()
-    for t, g in enumerate(grads, start=1):
-        launch(p, g, (m, v, ema), (1.0, np.inf) + _coefficients(h, t) + (0.9, 0.1))
+    for t, grad in enumerate(grads, start=1):
+        g[:] = grad
+        launch((1.0, np.inf, 0.9, 0.1) + SPEC.coefficients(hyperparameters(SPEC, h), t, ())[0])
         ema_expected = 0.9 * ema_expected + 0.1 * expected[t - 1]
     np.testing.assert_allclose(p, expected[-1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ema, ema_expected, rtol=1e-12, atol=1e-12)

@@ -67,9 +67,9 @@ def test_radam_zero_gradient_with_zero_eps_stays_finite():
 
 
 def test_radam_switch_step():
-    assert radam.rectification(0.999, 5) is None
-    assert radam.rectification(0.999, 6) is not None
-    assert all(radam.rectification(0.5, t) is None for t in range(1, 100))  # rho_inf = 3
+    assert radam.rectification(0.999, 5) == 0.0  # 0.0: the un-adapted phase
+    assert radam.rectification(0.999, 6) > 0.0
+    assert all(radam.rectification(0.5, t) == 0.0 for t in range(1, 100))  # rho_inf = 3
 
 
 def test_nadam_mu_product_is_host_state_and_round_trips():

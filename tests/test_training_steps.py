@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastopt
-from fastopt import _cpu
+from fastopt.backends import cpu as _cpu
 
 torch_or_skip = pytest.importorskip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _cpu
+from ..backends import cpu as _cpu
 from ..optim import OPTIMIZERS
 from .baselines import TORCH_MODES, numpy_contender, numpy_supports, torch_available, torch_contender
 from .problems import aligned_copy
@@ -25,7 +25,7 @@ def fastopt_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, serial_
     Parameters
     ----------
     serial_below : int, optional
-        If given, ``fastopt._cpu.SERIAL_BELOW`` is set to it for the duration
+        If given, ``fastopt.backends.cpu.SERIAL_BELOW`` is set to it for the duration
         of each timed batch (and restored after), forcing the serial
         (:data:`FORCE_SERIAL`) or parallel (:data:`FORCE_PARALLEL`) loop.
         ``None`` keeps the library's threshold: what users get.

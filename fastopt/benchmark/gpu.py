@@ -164,15 +164,14 @@ def fastopt_step(arrays: Arrays, name: str, h: dict, p0, g0):
 
 
 def twin_step(arrays: Arrays, n_states: int, p0, g0):
-    from fastopt._cuda import CUDA
-    from fastopt.benchmark.roofline import TWIN_RULES
+    from fastopt.backends.cuda import CUDA
+    from fastopt.benchmark.roofline import TWIN_RULES, TWIN_VALUES, TwinCoefficients
 
     p, g = arrays.from_host(p0.copy()), arrays.from_host(g0)
     pf, gf = CUDA.pair(p, g, "twin")
     states = tuple(CUDA.zeros(pf.size, pf.dtype) for _ in range(n_states))
-    launch = CUDA.launcher(TWIN_RULES[n_states], 1, pf.dtype)
-    values = (0.0,)
-    return (lambda: launch(pf, gf, states, values)), (p, g, states)
+    launch = CUDA.elementwise_launcher(TWIN_RULES[n_states], TwinCoefficients, pf, gf, states, None)
+    return (lambda: launch(TWIN_VALUES)), (p, g, states)
 
 
 def torch_step(arrays: Arrays, name: str, h: dict, p0, g0, mode: str):
@@ -368,7 +367,7 @@ def run(args) -> dict:
     dtype = np.dtype(args.dtype)
     arrays = Arrays(use_torch=not args.no_torch)
     if args.simulate:
-        from fastopt._cuda import CUDA
+        from fastopt.backends.cuda import CUDA
 
         CUDA.threads_per_block, CUDA.max_blocks = 8, 2
         CUDA.reduction_threads, CUDA.reduction_chunk = 8, 16
@@ -439,7 +438,7 @@ def to_markdown(result: dict) -> str:
 
 def require_gpu() -> None:
     """Raise ``ValueError`` with a plain message unless a CUDA GPU can be used."""
-    from .._numba_cuda import cuda  # ImportError naming fastopt[cuda] when numba-cuda is missing
+    from ..backends.cuda.runtime import cuda  # ImportError naming fastopt[cuda] when numba-cuda is missing
 
     if not cuda.is_available():
         raise ValueError("no CUDA GPU (or driver) is available on this machine; run with --device cpu")

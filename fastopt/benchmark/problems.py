@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..params import aligned_empty
+from ..backends.host_arrays import aligned_empty
 from ..rules import SPECS
 
 BENCH_HYPERPARAMETERS: dict[str, dict] = {
@@ -33,7 +33,7 @@ def hyperparameters(name: str) -> dict:
 
 def state_names(name: str, h: dict) -> tuple[str, ...]:
     """The state arrays the optimizer's kernel reads and writes for ``h``."""
-    return SPECS[name].variant(h).state_names
+    return SPECS[name].variant_of(h).state_names
 
 
 def aligned_copy(a: np.ndarray) -> np.ndarray:

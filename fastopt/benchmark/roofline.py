@@ -1,55 +1,53 @@
 """The roofline twin: a kernel with the optimizer kernel's memory traffic and
 no math, giving the fastest a step over these arrays can be on this machine.
 
-The twin is built by fastopt's own CPU kernel factory (``_cpu.cpu_kernel``)
-from a trivial rule, so it has the optimizer kernel's dispatcher, call
-signature, serial branch below ``SERIAL_BELOW`` and ``prange`` loop above it:
-only the per-element work differs. For an optimizer with ``k`` state arrays
-the rule reads ``p``, ``g`` and every state and writes ``p`` and every state,
-rotating the values (``p <- s0 + g``, ``s0 <- s1``, ..., ``s_last <- p``) so
-that no load or store can be optimised away and every array really changes.
+The twin is a rule like any other, run by fastopt's own CPU loop factory
+(:func:`fastopt.backends.cpu_loops.elementwise_kernel`), so it has the
+optimizer kernel's dispatcher, call signature, serial branch below
+``SERIAL_BELOW`` and ``prange`` loop above it: only the per-element work
+differs. For an optimizer with ``k`` state arrays the rule reads ``p``, ``g``
+and every state and writes ``p`` and every state, rotating the values
+(``p <- s0 + g``, ``s0 <- s1``, ..., ``s_last <- p``) so that no load or
+store can be optimised away and every array really changes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _cpu
-from ..rules._common import rule_jit
+from ..backends import cpu, cpu_loops
+from ..config import element_jit
+from ..rules._spec import coefficient_record
 from .problems import aligned_copy, state_names
 from .timing import Contender
 
+TwinCoefficients = coefficient_record("TwinCoefficients", "unused")
 
-@rule_jit
-def _twin0(i, p, g, s, c):
-    p[i] = p[i] + g[i]
+TWIN_VALUES = (1.0, np.inf, 0.0, 1.0, 0.0)
+"""The twin's per-step values: unit gradient scale, no clipping, no EMA."""
 
 
-@rule_jit
-def _twin1(i, p, g, s, c):
+@element_jit
+def _twin0(p, g, s, c):
+    return p + g, s
+
+
+@element_jit
+def _twin1(p, g, s, c):
     (a,) = s
-    t = p[i]
-    p[i] = a[i] + g[i]
-    a[i] = t
+    return a + g, (p,)
 
 
-@rule_jit
-def _twin2(i, p, g, s, c):
+@element_jit
+def _twin2(p, g, s, c):
     a, b = s
-    t = p[i]
-    p[i] = a[i] + g[i]
-    a[i] = b[i]
-    b[i] = t
+    return a + g, (b, p)
 
 
-@rule_jit
-def _twin3(i, p, g, s, c):
+@element_jit
+def _twin3(p, g, s, c):
     a, b, d = s
-    t = p[i]
-    p[i] = a[i] + g[i]
-    a[i] = b[i]
-    b[i] = d[i]
-    d[i] = t
+    return a + g, (b, d, p)
 
 
 TWIN_RULES = (_twin0, _twin1, _twin2, _twin3)
@@ -74,35 +72,33 @@ def bytes_per_step(name: str, h: dict, n: int, dtype) -> int:
 
 
 def twin_kernel(n_states: int):
-    """The compiled twin ``kernel(p, g, states, coefficients, serial_below)``."""
+    """The compiled twin ``kernel(p, g, states, ema, values, serial_below)``."""
     if not 0 <= n_states < len(TWIN_RULES):
         raise ValueError(f"no roofline twin for {n_states} state arrays (have 0..{len(TWIN_RULES) - 1})")
-    return _cpu.cpu_kernel(TWIN_RULES[n_states], 1)
+    return cpu_loops.elementwise_kernel(TWIN_RULES[n_states], TwinCoefficients)
 
 
 def twin_step(p: np.ndarray, g: np.ndarray, states: tuple, serial_below: int | None = None) -> None:
     """One twin pass over ``p``, ``g`` and ``states`` (all 1-D, one dtype).
 
-    ``serial_below`` defaults to ``fastopt._cpu.SERIAL_BELOW``, as the
+    ``serial_below`` defaults to the CPU backend's threshold, as the
     optimizers' ``step`` does.
     """
     kernel = twin_kernel(len(states))
-    threshold = _cpu.SERIAL_BELOW if serial_below is None else serial_below
-    kernel(p, g, tuple(states), np.zeros(1, p.dtype), threshold)
+    threshold = cpu.threshold_for(p.size) if serial_below is None else serial_below
+    kernel(p, g, tuple(states), None, TWIN_VALUES, threshold)
 
 
 def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> Contender:
     """The roofline twin of optimizer ``name`` as a timed contender."""
     k = len(state_names(name, h))
-    kernel = twin_kernel(k)
     p = aligned_copy(p0)
     states = tuple(aligned_copy(p0) for _ in range(k))
-    c = np.zeros(1, p.dtype)
+    launch = cpu.CPU.elementwise_launcher(TWIN_RULES[k], TwinCoefficients, p, g, states, None)
 
     def run(steps: int) -> None:
-        threshold = _cpu.SERIAL_BELOW
         for _ in range(steps):
-            kernel(p, g, states, c, threshold)
+            launch(TWIN_VALUES)
 
     reads, writes = traffic(name, h)
     return Contender("roofline", run, f"roofline twin ({reads} reads + {writes} writes per element, no math)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _cpu
+from ..backends import cpu as _cpu
 from ..optim import OPTIMIZERS
 from .contenders import cpu_contenders
 from .machine import machine_info

@@ -1,14 +1,16 @@
 """The optimizer registry: one module per optimizer, each exporting ``SPEC``.
 
-Adding an optimizer means adding its module here (rule + coefficients +
-defaults) and its float64 reference in ``tests/reference.py``; the classes,
-kernels, functional API, tests and benchmarks pick it up from ``SPECS``.
+This package is math only (it imports nothing but :mod:`fastopt.config`).
+Adding an optimizer means adding its module here (rule, coefficients,
+defaults, checks, equations) and its float64 reference in
+``tests/reference.py``; the classes, kernels, functional API, torch classes,
+tests and benchmarks pick it up from :data:`SPECS`.
 """
 
 from __future__ import annotations
 
 from . import adadelta, adagrad, adam, adamax, lamb, lion, nadam, radam, rmsprop, sgd
-from ._common import Spec, Variant
+from ._spec import Segmented, Spec, Variant
 
 SPECS: dict[str, Spec] = {
     spec.name: spec
@@ -16,4 +18,7 @@ SPECS: dict[str, Spec] = {
                  adamax.SPEC, nadam.SPEC, radam.SPEC, lion.SPEC, lamb.SPEC)
 }
 
-__all__ = ["SPECS", "Spec", "Variant"]
+CLASS_NAMES: dict[str, str] = {spec.class_name: name for name, spec in SPECS.items()}
+"""Public class name -> registry name."""
+
+__all__ = ["CLASS_NAMES", "SPECS", "Segmented", "Spec", "Variant"]

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, boolean, effective_grad, nonnegative, rule_jit, unit_closed
+from ..config import element_jit
+from ._checks import boolean, nonnegative, unit_closed
+from ._spec import Spec, Variant, coefficient_record
+
+AdadeltaCoefficients = coefficient_record("AdadeltaCoefficients", "l2 lr rho one_minus_rho eps")
 
 
-@rule_jit
-def adadelta(i, p, g, s, c):
-    scale, bound, l2, lr, rho, one_minus_rho, eps = c
+@element_jit
+def adadelta(p, g, s, c):
     sq, acc = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    v = rho * sq[i] + one_minus_rho * d * d
-    delta = math.sqrt(acc[i] + eps) / math.sqrt(v + eps) * d
-    sq[i] = v
-    acc[i] = rho * acc[i] + one_minus_rho * delta * delta
-    p[i] = p[i] - lr * delta
+    g = g + c.l2 * p
+    sq = c.rho * sq + c.one_minus_rho * g * g
+    delta = math.sqrt(acc + c.eps) / math.sqrt(sq + c.eps) * g
+    acc = c.rho * acc + c.one_minus_rho * delta * delta
+    return p - c.lr * delta, (sq, acc)
 
 
-def _coefficients(h, step, state=None):
-    rho = h["rho"]
-    return (h["weight_decay"], h["lr"], rho, 1.0 - rho, h["eps"])
+VARIANT = Variant(adadelta, ("square_avg", "acc_delta"))
+
+
+def _coefficients(h, step, carry):
+    return AdadeltaCoefficients(l2=h.weight_decay, lr=h.lr, rho=h.rho, one_minus_rho=1.0 - h.rho, eps=h.eps), carry
 
 
 DOC = r"""Adadelta.
@@ -38,11 +42,13 @@ DOC = r"""Adadelta.
     """
 
 SPEC = Spec(
+    name="adadelta",
     class_name="Adadelta",
     doc=DOC,
-    name="adadelta",
     defaults=dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
     checks=dict(lr=nonnegative, rho=unit_closed, eps=nonnegative, weight_decay=nonnegative, maximize=boolean),
-    variant=lambda h: Variant(adadelta, ("square_avg", "acc_delta")),
+    variant=lambda h: VARIANT,
+    record=AdadeltaCoefficients,
     coefficients=_coefficients,
+    torch_name="Adadelta",
 )

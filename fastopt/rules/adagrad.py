@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, boolean, effective_grad, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import boolean, nonnegative
+from ._spec import Spec, Variant, coefficient_record
+
+AdagradCoefficients = coefficient_record("AdagradCoefficients", "l2 lr eps")
 
 
-@rule_jit
-def adagrad(i, p, g, s, c):
-    scale, bound, l2, clr, eps = c
+@element_jit
+def adagrad(p, g, s, c):
     (acc,) = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    a = acc[i] + d * d
-    acc[i] = a
-    p[i] = p[i] - clr * d / (math.sqrt(a) + eps)
+    g = g + c.l2 * p
+    acc = acc + g * g
+    return p - c.lr * g / (math.sqrt(acc) + c.eps), (acc,)
 
 
-def _coefficients(h, step, state=None):
-    clr = h["lr"] / (1.0 + (step - 1) * h["lr_decay"])
-    return (h["weight_decay"], clr, h["eps"])
+VARIANT = Variant(adagrad, ("sum",))
+
+
+def _coefficients(h, step, carry):
+    lr = h.lr / (1.0 + (step - 1) * h.lr_decay)
+    return AdagradCoefficients(l2=h.weight_decay, lr=lr, eps=h.eps), carry
 
 
 DOC = r"""Adagrad.
@@ -35,13 +40,15 @@ DOC = r"""Adagrad.
     """
 
 SPEC = Spec(
+    name="adagrad",
     class_name="Adagrad",
     doc=DOC,
-    name="adagrad",
     defaults=dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, maximize=False),
     checks=dict(lr=nonnegative, lr_decay=nonnegative, weight_decay=nonnegative,
                 initial_accumulator_value=nonnegative, eps=nonnegative, maximize=boolean),
-    variant=lambda h: Variant(adagrad, ("sum",)),
+    variant=lambda h: VARIANT,
+    record=AdagradCoefficients,
     coefficients=_coefficients,
-    state_fill={"sum": lambda h: h["initial_accumulator_value"]},
+    state_fill={"sum": lambda h: h.initial_accumulator_value},
+    torch_name="Adagrad",
 )

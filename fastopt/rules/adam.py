@@ -4,47 +4,47 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import beta_pair, boolean, nonnegative
+from ._math import adam_moments, decay_terms
+from ._spec import Spec, Variant, coefficient_record
+
+AdamCoefficients = coefficient_record(
+    "AdamCoefficients", "l2 decay b1 one_minus_b1 b2 one_minus_b2 step_size bc2_sqrt eps")
 
 
-@rule_jit
-def adam(i, p, g, s, c):
-    scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps = c
+@element_jit
+def adam(p, g, s, c):
     m, v = s
-    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
-    m[i] = mi
-    v[i] = vi
-    p[i] = decay * p[i] - step_size * mi / (math.sqrt(vi) / bc2_sqrt + eps)
+    m, v = adam_moments(g + c.l2 * p, m, v, c)
+    return c.decay * p - c.step_size * m / (math.sqrt(v) / c.bc2_sqrt + c.eps), (m, v)
 
 
-@rule_jit
-def adam_amsgrad(i, p, g, s, c):
-    scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps = c
+@element_jit
+def adam_amsgrad(p, g, s, c):
     m, v, vmax = s
-    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
-    m[i] = mi
-    v[i] = vi
-    vm = vmax[i]
-    if vi > vm:
-        vm = vi
-    vmax[i] = vm
-    p[i] = decay * p[i] - step_size * mi / (math.sqrt(vm) / bc2_sqrt + eps)
+    m, v = adam_moments(g + c.l2 * p, m, v, c)
+    # Comparisons, not max(): a NaN on either side stays NaN, as torch.maximum.
+    if v > vmax or v != v:
+        vmax = v
+    return c.decay * p - c.step_size * m / (math.sqrt(vmax) / c.bc2_sqrt + c.eps), (m, v, vmax)
+
+
+PLAIN = Variant(adam, ("exp_avg", "exp_avg_sq"))
+AMSGRAD = Variant(adam_amsgrad, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
 
 
 def _variant(h):
-    if h["amsgrad"]:
-        return Variant(adam_amsgrad, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
-    return Variant(adam, ("exp_avg", "exp_avg_sq"))
+    return AMSGRAD if h.amsgrad else PLAIN
 
 
 def _make_coefficients(decoupled: bool):
-    def coefficients(h, step, state=None):
-        b1, b2 = h["betas"]
-        lr, wd = h["lr"], h["weight_decay"]
-        l2, decay = (0.0, 1.0 - lr * wd) if decoupled else (wd, 1.0)
-        step_size = lr / (1.0 - b1**step)
-        bc2_sqrt = math.sqrt(1.0 - b2**step)
-        return (l2, decay, b1, 1.0 - b1, b2, 1.0 - b2, step_size, bc2_sqrt, h["eps"])
+    def coefficients(h, step, carry):
+        b1, b2 = h.betas
+        l2, decay = decay_terms(h.lr, h.weight_decay, decoupled)
+        return AdamCoefficients(l2=l2, decay=decay, b1=b1, one_minus_b1=1.0 - b1, b2=b2, one_minus_b2=1.0 - b2,
+                                step_size=h.lr / (1.0 - b1**step), bc2_sqrt=math.sqrt(1.0 - b2**step),
+                                eps=h.eps), carry
 
     return coefficients
 
@@ -67,13 +67,16 @@ DOC = r"""Adam (with L2 weight decay added to the gradient), optionally AMSGrad.
     """
 
 SPEC = Spec(
+    name="adam",
     class_name="Adam",
     doc=DOC,
-    name="adam",
     defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False),
     checks=_CHECKS,
     variant=_variant,
+    record=AdamCoefficients,
     coefficients=_make_coefficients(decoupled=False),
+    torch_name="Adam",
+    max_states=("max_exp_avg_sq",),
 )
 
 DOC_W = r"""AdamW: Adam with decoupled weight decay.
@@ -91,11 +94,14 @@ DOC_W = r"""AdamW: Adam with decoupled weight decay.
     """
 
 SPEC_W = Spec(
+    name="adamw",
     class_name="AdamW",
     doc=DOC_W,
-    name="adamw",
     defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
     checks=_CHECKS,
     variant=_variant,
+    record=AdamCoefficients,
     coefficients=_make_coefficients(decoupled=True),
+    torch_name="AdamW",
+    max_states=("max_exp_avg_sq",),
 )

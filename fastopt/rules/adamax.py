@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-from ._common import Spec, Variant, beta_pair, boolean, effective_grad, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import beta_pair, boolean, nonnegative
+from ._spec import Spec, Variant, coefficient_record
+
+AdamaxCoefficients = coefficient_record("AdamaxCoefficients", "l2 b1 one_minus_b1 b2 eps lr")
 
 
-@rule_jit
-def adamax(i, p, g, s, c):
-    scale, bound, l2, b1, one_minus_b1, b2, eps, clr = c
+@element_jit
+def adamax(p, g, s, c):
     m, u = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    mi = b1 * m[i] + one_minus_b1 * d
-    ui = b2 * u[i]
-    a = abs(d) + eps
-    # max(ui, a) by comparisons: a NaN on either side stays NaN (as torch.amax).
-    if a > ui or a != a:
-        ui = a
-    m[i] = mi
-    u[i] = ui
-    p[i] = p[i] - clr * mi / ui
+    g = g + c.l2 * p
+    m = c.b1 * m + c.one_minus_b1 * g
+    u = c.b2 * u
+    a = abs(g) + c.eps
+    # max(u, a) by comparisons: a NaN on either side stays NaN (as torch.amax).
+    if a > u or a != a:
+        u = a
+    return p - c.lr * m / u, (m, u)
 
 
-def _coefficients(h, step, state=None):
-    b1, b2 = h["betas"]
-    clr = h["lr"] / (1.0 - b1**step)
-    return (h["weight_decay"], b1, 1.0 - b1, b2, h["eps"], clr)
+VARIANT = Variant(adamax, ("exp_avg", "exp_inf"))
+
+
+def _coefficients(h, step, carry):
+    b1, b2 = h.betas
+    return AdamaxCoefficients(l2=h.weight_decay, b1=b1, one_minus_b1=1.0 - b1, b2=b2, eps=h.eps,
+                              lr=h.lr / (1.0 - b1**step)), carry
 
 
 DOC = r"""Adamax: Adam with an exponentially weighted infinity norm.
@@ -42,11 +46,14 @@ DOC = r"""Adamax: Adam with an exponentially weighted infinity norm.
     """
 
 SPEC = Spec(
+    name="adamax",
     class_name="Adamax",
     doc=DOC,
-    name="adamax",
     defaults=dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False),
     checks=dict(lr=nonnegative, betas=beta_pair, eps=nonnegative, weight_decay=nonnegative, maximize=boolean),
-    variant=lambda h: Variant(adamax, ("exp_avg", "exp_inf")),
+    variant=lambda h: VARIANT,
+    record=AdamaxCoefficients,
     coefficients=_coefficients,
+    torch_name="Adamax",
+    max_states=("exp_inf",),
 )

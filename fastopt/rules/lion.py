@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-from ._common import Spec, Variant, beta_pair, boolean, effective_grad, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import beta_pair, boolean, nonnegative
+from ._spec import Spec, Variant, coefficient_record
+
+LionCoefficients = coefficient_record("LionCoefficients", "decay lr b1 one_minus_b1 b2 one_minus_b2")
 
 
-@rule_jit
-def lion(i, p, g, s, c):
-    scale, bound, l2, decay, lr, b1, one_minus_b1, b2, one_minus_b2 = c
+@element_jit
+def lion(p, g, s, c):
     (m,) = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    mi = m[i]
-    u = b1 * mi + one_minus_b1 * d
+    u = c.b1 * m + c.one_minus_b1 * g
     # lr * sign(u) by comparisons (u > -u iff u > 0; no literal, so float32
     # stays float32): sign(0) = 0 and a NaN stays NaN.
     if u > -u:
-        step = lr
+        step = c.lr
     elif u < -u:
-        step = -lr
+        step = -c.lr
     else:
-        step = lr * u
-    p[i] = decay * p[i] - step
-    m[i] = b2 * mi + one_minus_b2 * d
+        step = c.lr * u
+    return c.decay * p - step, (c.b2 * m + c.one_minus_b2 * g,)
 
 
-def _coefficients(h, step, state=None):
-    b1, b2 = h["betas"]
-    lr = h["lr"]
-    return (0.0, 1.0 - lr * h["weight_decay"], lr, b1, 1.0 - b1, b2, 1.0 - b2)
+VARIANT = Variant(lion, ("exp_avg",))
+
+
+def _coefficients(h, step, carry):
+    b1, b2 = h.betas
+    return LionCoefficients(decay=1.0 - h.lr * h.weight_decay, lr=h.lr, b1=b1, one_minus_b1=1.0 - b1, b2=b2,
+                            one_minus_b2=1.0 - b2), carry
 
 
 DOC = r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
@@ -46,11 +49,12 @@ DOC = r"""Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms
     """
 
 SPEC = Spec(
+    name="lion",
     class_name="Lion",
     doc=DOC,
-    name="lion",
     defaults=dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False),
     checks=dict(lr=nonnegative, betas=beta_pair, weight_decay=nonnegative, maximize=boolean),
-    variant=lambda h: Variant(lion, ("exp_avg",)),
+    variant=lambda h: VARIANT,
+    record=LionCoefficients,
     coefficients=_coefficients,
 )

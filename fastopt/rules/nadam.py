@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import beta_pair, boolean, nonnegative
+from ._math import adam_moments, decay_terms
+from ._spec import Spec, Variant, coefficient_record
+
+NAdamCoefficients = coefficient_record(
+    "NAdamCoefficients", "l2 decay b1 one_minus_b1 b2 one_minus_b2 inv_bc2 eps grad_step avg_step")
 
 
-@rule_jit
-def nadam(i, p, g, s, c):
-    scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, inv_bc2, eps, c_grad, c_avg = c
+@element_jit
+def nadam(p, g, s, c):
     m, v = s
-    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
-    m[i] = mi
-    v[i] = vi
-    denom = math.sqrt(vi * inv_bc2) + eps
-    p[i] = decay * p[i] - (c_grad * d + c_avg * mi) / denom
+    g = g + c.l2 * p
+    m, v = adam_moments(g, m, v, c)
+    denom = math.sqrt(v * c.inv_bc2) + c.eps
+    return c.decay * p - (c.grad_step * g + c.avg_step * m) / denom, (m, v)
+
+
+VARIANT = Variant(nadam, ("exp_avg", "exp_avg_sq"))
 
 
 def _mu(b1: float, psi: float, t: int) -> float:
@@ -23,20 +30,18 @@ def _mu(b1: float, psi: float, t: int) -> float:
     return b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
 
 
-def _coefficients(h, step, state):
-    """Per-step constants. Advances the host-side scalar ``state["mu_product"]``
-    (the running product of the momentum coefficients), so it must be called
-    exactly once per applied step."""
-    b1, b2 = h["betas"]
-    lr, wd, psi = h["lr"], h["weight_decay"], h["momentum_decay"]
-    l2, decay = (0.0, 1.0 - lr * wd) if h["decoupled_weight_decay"] else (wd, 1.0)
+def _coefficients(h, step, carry):
+    """Per-step constants; ``carry`` is ``(mu_product,)``, the running product
+    of the momentum coefficients before this step."""
+    b1, b2 = h.betas
+    lr, psi = h.lr, h.momentum_decay
+    l2, decay = decay_terms(lr, h.weight_decay, h.decoupled_weight_decay)
     mu, mu_next = _mu(b1, psi, step), _mu(b1, psi, step + 1)
-    product = float(state.get("mu_product", 1.0)) * mu
-    state["mu_product"] = product
-    c_grad = lr * (1.0 - mu) / (1.0 - product)
-    c_avg = lr * mu_next / (1.0 - product * mu_next)
-    inv_bc2 = 1.0 / (1.0 - b2**step)
-    return (l2, decay, b1, 1.0 - b1, b2, 1.0 - b2, inv_bc2, h["eps"], c_grad, c_avg)
+    product = carry[0] * mu
+    return NAdamCoefficients(l2=l2, decay=decay, b1=b1, one_minus_b1=1.0 - b1, b2=b2, one_minus_b2=1.0 - b2,
+                             inv_bc2=1.0 / (1.0 - b2**step), eps=h.eps,
+                             grad_step=lr * (1.0 - mu) / (1.0 - product),
+                             avg_step=lr * mu_next / (1.0 - product * mu_next)), (product,)
 
 
 DOC = r"""NAdam: Adam with Nesterov momentum (Dozat 2016), with momentum decay.
@@ -60,14 +65,16 @@ DOC = r"""NAdam: Adam with Nesterov momentum (Dozat 2016), with momentum decay.
     """
 
 SPEC = Spec(
+    name="nadam",
     class_name="NAdam",
     doc=DOC,
-    name="nadam",
     defaults=dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
                   decoupled_weight_decay=False, maximize=False),
     checks=dict(lr=nonnegative, betas=beta_pair, eps=nonnegative, weight_decay=nonnegative,
                 momentum_decay=nonnegative, decoupled_weight_decay=boolean, maximize=boolean),
-    variant=lambda h: Variant(nadam, ("exp_avg", "exp_avg_sq")),
+    variant=lambda h: VARIANT,
+    record=NAdamCoefficients,
     coefficients=_coefficients,
-    host_state=("mu_product",),
+    carry=(("mu_product", 1.0),),
+    torch_name="NAdam",
 )

@@ -4,47 +4,54 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, adam_moments, beta_pair, boolean, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import beta_pair, boolean, nonnegative
+from ._math import adam_moments, decay_terms
+from ._spec import Spec, Variant, coefficient_record
 
 RHO_THRESHOLD = 5.0
 """The adaptive step is used once the SMA length ``rho_t`` exceeds this (as torch)."""
 
+RAdamCoefficients = coefficient_record(
+    "RAdamCoefficients", "l2 decay b1 one_minus_b1 b2 one_minus_b2 adaptive plain eps")
 
-@rule_jit
-def radam(i, p, g, s, c):
-    scale, bound, l2, decay, b1, one_minus_b1, b2, one_minus_b2, c_adaptive, c_plain, eps = c
+
+@element_jit
+def radam(p, g, s, c):
     m, v = s
-    d, mi, vi = adam_moments(g[i], p[i], m[i], v[i], scale, bound, l2, b1, one_minus_b1, b2, one_minus_b2)
-    m[i] = mi
-    v[i] = vi
-    # One of c_adaptive, c_plain is zero (chosen on the host from rho_t): no
+    m, v = adam_moments(g + c.l2 * p, m, v, c)
+    # One of adaptive, plain is zero (chosen on the host from rho_t): no
     # branch on the step here. In the plain phase eps carries an extra 1, so
     # the zero adaptive term never becomes 0/0.
-    p[i] = decay * p[i] - mi * (c_adaptive / (math.sqrt(vi) + eps) + c_plain)
+    return c.decay * p - m * (c.adaptive / (math.sqrt(v) + c.eps) + c.plain), (m, v)
 
 
-def rectification(b2: float, step: int) -> float | None:
-    """RAdam's variance rectification factor ``r_t``, or None while
+VARIANT = Variant(radam, ("exp_avg", "exp_avg_sq"))
+
+
+def rectification(b2: float, step: int) -> float:
+    """RAdam's variance rectification factor ``r_t``, or 0.0 while
     ``rho_t <= 5`` (the un-adapted phase)."""
     rho_inf = 2.0 / (1.0 - b2) - 1.0
     b2t = b2**step
     rho_t = rho_inf - 2.0 * step * b2t / (1.0 - b2t)
     if not rho_t > RHO_THRESHOLD:
-        return None
+        return 0.0
     return math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
 
 
-def _coefficients(h, step, state=None):
-    b1, b2 = h["betas"]
-    lr, wd, eps = h["lr"], h["weight_decay"], h["eps"]
-    l2, decay = (0.0, 1.0 - lr * wd) if h["decoupled_weight_decay"] else (wd, 1.0)
+def _coefficients(h, step, carry):
+    b1, b2 = h.betas
+    lr, eps = h.lr, h.eps
+    l2, decay = decay_terms(lr, h.weight_decay, h.decoupled_weight_decay)
     bc1 = 1.0 - b1**step
     rect = rectification(b2, step)
-    if rect is None:
-        c_adaptive, c_plain, eps = 0.0, lr / bc1, eps + 1.0
+    if rect == 0.0:
+        adaptive, plain, eps = 0.0, lr / bc1, eps + 1.0
     else:
-        c_adaptive, c_plain = lr * rect * math.sqrt(1.0 - b2**step) / bc1, 0.0
-    return (l2, decay, b1, 1.0 - b1, b2, 1.0 - b2, c_adaptive, c_plain, eps)
+        adaptive, plain = lr * rect * math.sqrt(1.0 - b2**step) / bc1, 0.0
+    return RAdamCoefficients(l2=l2, decay=decay, b1=b1, one_minus_b1=1.0 - b1, b2=b2, one_minus_b2=1.0 - b2,
+                             adaptive=adaptive, plain=plain, eps=eps), carry
 
 
 DOC = r"""RAdam: Adam with a rectified adaptive learning rate (Liu et al. 2019).
@@ -68,13 +75,15 @@ DOC = r"""RAdam: Adam with a rectified adaptive learning rate (Liu et al. 2019).
     """
 
 SPEC = Spec(
+    name="radam",
     class_name="RAdam",
     doc=DOC,
-    name="radam",
     defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
                   maximize=False),
     checks=dict(lr=nonnegative, betas=beta_pair, eps=nonnegative, weight_decay=nonnegative,
                 decoupled_weight_decay=boolean, maximize=boolean),
-    variant=lambda h: Variant(radam, ("exp_avg", "exp_avg_sq")),
+    variant=lambda h: VARIANT,
+    record=RAdamCoefficients,
     coefficients=_coefficients,
+    torch_name="RAdam",
 )

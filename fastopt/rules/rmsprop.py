@@ -4,71 +4,65 @@ from __future__ import annotations
 
 import math
 
-from ._common import Spec, Variant, boolean, effective_grad, nonnegative, rule_jit
+from ..config import element_jit
+from ._checks import boolean, nonnegative
+from ._spec import Spec, Variant, coefficient_record
+
+RMSpropCoefficients = coefficient_record("RMSpropCoefficients", "l2 lr alpha one_minus_alpha eps momentum")
 
 
-@rule_jit
-def rmsprop(i, p, g, s, c):
-    scale, bound, l2, lr, alpha, one_minus_alpha, eps, mu = c
+@element_jit
+def rmsprop(p, g, s, c):
     (sq,) = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    v = alpha * sq[i] + one_minus_alpha * d * d
-    sq[i] = v
-    p[i] = p[i] - lr * d / (math.sqrt(v) + eps)
+    g = g + c.l2 * p
+    sq = c.alpha * sq + c.one_minus_alpha * g * g
+    return p - c.lr * g / (math.sqrt(sq) + c.eps), (sq,)
 
 
-@rule_jit
-def rmsprop_momentum(i, p, g, s, c):
-    scale, bound, l2, lr, alpha, one_minus_alpha, eps, mu = c
-    sq, buf = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    v = alpha * sq[i] + one_minus_alpha * d * d
-    sq[i] = v
-    b = mu * buf[i] + d / (math.sqrt(v) + eps)
-    buf[i] = b
-    p[i] = p[i] - lr * b
+@element_jit
+def rmsprop_momentum(p, g, s, c):
+    sq, b = s
+    g = g + c.l2 * p
+    sq = c.alpha * sq + c.one_minus_alpha * g * g
+    b = c.momentum * b + g / (math.sqrt(sq) + c.eps)
+    return p - c.lr * b, (sq, b)
 
 
-@rule_jit
-def rmsprop_centered(i, p, g, s, c):
-    scale, bound, l2, lr, alpha, one_minus_alpha, eps, mu = c
+@element_jit
+def rmsprop_centered(p, g, s, c):
     sq, avg = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    v = alpha * sq[i] + one_minus_alpha * d * d
-    a = avg[i] + one_minus_alpha * (d - avg[i])
-    sq[i] = v
-    avg[i] = a
-    p[i] = p[i] - lr * d / (math.sqrt(v - a * a) + eps)
+    g = g + c.l2 * p
+    sq = c.alpha * sq + c.one_minus_alpha * g * g
+    avg = avg + c.one_minus_alpha * (g - avg)
+    return p - c.lr * g / (math.sqrt(sq - avg * avg) + c.eps), (sq, avg)
 
 
-@rule_jit
-def rmsprop_centered_momentum(i, p, g, s, c):
-    scale, bound, l2, lr, alpha, one_minus_alpha, eps, mu = c
-    sq, buf, avg = s
-    d = effective_grad(g[i], p[i], scale, bound, l2)
-    v = alpha * sq[i] + one_minus_alpha * d * d
-    a = avg[i] + one_minus_alpha * (d - avg[i])
-    sq[i] = v
-    avg[i] = a
-    b = mu * buf[i] + d / (math.sqrt(v - a * a) + eps)
-    buf[i] = b
-    p[i] = p[i] - lr * b
+@element_jit
+def rmsprop_centered_momentum(p, g, s, c):
+    sq, b, avg = s
+    g = g + c.l2 * p
+    sq = c.alpha * sq + c.one_minus_alpha * g * g
+    avg = avg + c.one_minus_alpha * (g - avg)
+    b = c.momentum * b + g / (math.sqrt(sq - avg * avg) + c.eps)
+    return p - c.lr * b, (sq, b, avg)
+
+
+VARIANTS = {
+    (False, False): Variant(rmsprop, ("square_avg",)),
+    (True, False): Variant(rmsprop_momentum, ("square_avg", "momentum_buffer")),
+    (False, True): Variant(rmsprop_centered, ("square_avg", "grad_avg")),
+    (True, True): Variant(rmsprop_centered_momentum, ("square_avg", "momentum_buffer", "grad_avg")),
+}
+"""(momentum > 0, centered) -> variant."""
 
 
 def _variant(h):
-    momentum, centered = h["momentum"] > 0, h["centered"]
-    if momentum and centered:
-        return Variant(rmsprop_centered_momentum, ("square_avg", "momentum_buffer", "grad_avg"))
-    if centered:
-        return Variant(rmsprop_centered, ("square_avg", "grad_avg"))
-    if momentum:
-        return Variant(rmsprop_momentum, ("square_avg", "momentum_buffer"))
-    return Variant(rmsprop, ("square_avg",))
+    return VARIANTS[h.momentum > 0, bool(h.centered)]
 
 
-def _coefficients(h, step, state=None):
-    alpha = h["alpha"]
-    return (h["weight_decay"], h["lr"], alpha, 1.0 - alpha, h["eps"], h["momentum"])
+def _coefficients(h, step, carry):
+    return RMSpropCoefficients(l2=h.weight_decay, lr=h.lr, alpha=h.alpha, one_minus_alpha=1.0 - h.alpha,
+                               eps=h.eps, momentum=h.momentum), carry
 
 
 DOC = r"""RMSprop, optionally centered and with momentum.
@@ -86,12 +80,14 @@ DOC = r"""RMSprop, optionally centered and with momentum.
     """
 
 SPEC = Spec(
+    name="rmsprop",
     class_name="RMSprop",
     doc=DOC,
-    name="rmsprop",
     defaults=dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False),
     checks=dict(lr=nonnegative, alpha=nonnegative, eps=nonnegative, weight_decay=nonnegative,
                 momentum=nonnegative, centered=boolean, maximize=boolean),
     variant=_variant,
+    record=RMSpropCoefficients,
     coefficients=_coefficients,
+    torch_name="RMSprop",
 )

@@ -1,6 +1,6 @@
 """The distinct compiled kernels behind the optimizer cases: every rule with
-its coefficient and state counts, found from ``fastopt.rules.SPECS`` and the
-shared ``CASES`` (so a new optimizer or variant is picked up here too)."""
+its coefficient record and state count, found from ``fastopt.rules.SPECS``
+and the shared ``CASES`` (so a new optimizer or variant is picked up here too)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ from fastopt.rules import SPECS
 
 
 def rule_variants() -> list[tuple]:
-    """``(rule, n_coefficients, n_states, label)`` for every distinct rule."""
+    """``(spec, variant, label)`` for every distinct element-wise rule."""
     seen = {}
     for name, hyper in ALL:
         spec = SPECS.get(name)
-        if spec is None or spec.launcher is not None:
+        if spec is None or spec.segmented is not None:
             continue
-        h = {**spec.defaults, **hyper}
-        variant = spec.variant(h)
-        n_coefficients = 2 + len(spec.coefficients(h, 1, {}))
-        key = (variant.rule, n_coefficients, len(variant.state_names))
-        seen.setdefault(key, variant.rule.__name__)
-    return [(*key, label) for key, label in seen.items()]
+        variant = spec.variant_of({**spec.defaults, **hyper})
+        seen.setdefault((variant.rule, spec.record), (spec, variant, variant.rule.__name__))
+    return list(seen.values())
+
+
+def segmented_specs() -> list:
+    """Specs whose rule runs on the two-pass segmented driver (LAMB)."""
+    return [spec for spec in SPECS.values() if spec.segmented is not None]
 
 
 def element_wise_cases() -> list[tuple]:
-    """The shared cases whose optimizer is one element-wise rule (all but
-    LAMB, whose two-pass step has a CPU kernel only)."""
-    return [(name, h) for name, h in ALL if name in SPECS and SPECS[name].launcher is None]
+    """Every shared case (element-wise and segmented rules alike run on the GPU)."""
+    return [(name, h) for name, h in ALL if name in SPECS]

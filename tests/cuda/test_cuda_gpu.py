@@ -28,8 +28,8 @@ from helpers import random_problem, tolerance  # noqa: E402
 from reference import run_reference  # noqa: E402
 
 import fastopt  # noqa: E402
-from fastopt._cuda import CUDA  # noqa: E402
-from fastopt._cuda_arrays import _numba_stream, stream_of  # noqa: E402
+from fastopt.backends.cuda import CUDA  # noqa: E402
+from fastopt.backends.cuda.arrays import _numba_stream, stream_of  # noqa: E402
 
 N = 100_003
 """Odd, and larger than one block: several blocks, a partial last one."""
@@ -97,7 +97,7 @@ def test_torch_tensors_on_the_callers_stream():
             grad = torch.randn(N, device="cuda")
             param.grad.copy_(grad)
             ours.step()
-            assert stream_of(ours._slots[0].pairs[0][0]) is _numba_stream(side.cuda_stream)
+            assert stream_of(ours._plans[0].buffers[0].p) is _numba_stream(side.cuda_stream)
         side.synchronize()
         ref.grad = grad.clone()
         theirs.step()

@@ -22,10 +22,10 @@ from numba import config  # noqa: E402
 if config.ENABLE_CUDASIM:
     pytest.skip("the CUDA simulator compiles nothing to PTX", allow_module_level=True)
 
-from cuda_cases import rule_variants  # noqa: E402
+from cuda_cases import rule_variants, segmented_specs  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from fastopt import _cuda_kernels as K  # noqa: E402
+from fastopt.backends.cuda import kernels as K  # noqa: E402
 
 CC = (9, 0)
 F64_OPS = re.compile(r"^\s*(?!ld\.param|st\.param|mov)[a-z]+[.a-z0-9]*\.f64\b", re.MULTILINE)
@@ -66,19 +66,37 @@ def _ptx(pyfunc, signature) -> str:
 VARIANTS = rule_variants()
 
 
+def _assert_float32_math(ptx: str) -> None:
+    # A Python float (float64) constant or np.sqrt would show up as f64
+    # arithmetic or a cvt.f64.f32: none may be there.
+    assert F64_OPS.findall(ptx) == [], "float32 kernel does float64 math"
+    assert "cvt.f64.f32" not in ptx
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("with_ema", [False, True], ids=["plain", "ema"])
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v[3] for v in VARIANTS])
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v[2] for v in VARIANTS])
 def test_update_kernel_compiles(variant, with_ema, dtype):
-    rule, n_coefficients, n_states, _ = variant
-    signature = K.update_signature(dtype, n_states + with_ema, n_coefficients + 2 * with_ema)
-    ptx = _ptx(K.update_source(rule, n_coefficients, with_ema), signature)
+    spec, v, _ = variant
+    signature = K.update_signature(dtype, len(v.state_names) + with_ema, K.HEAD + len(spec.record._fields))
+    ptx = _ptx(K.elementwise_source(v.rule, spec.record, with_ema), signature)
     if dtype == np.float32:
-        # A Python float (float64) constant or np.sqrt would show up as f64
-        # arithmetic or a cvt.f64.f32: none may be there.
-        assert F64_OPS.findall(ptx) == [], "float32 kernel does float64 math"
-        assert "cvt.f64.f32" not in ptx
+        _assert_float32_math(ptx)
     assert "ld.global" in ptx and "st.global" in ptx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_ema", [False, True], ids=["plain", "ema"])
+@pytest.mark.parametrize("spec", segmented_specs(), ids=lambda s: s.name)
+def test_segmented_kernels_compile(spec, with_ema, dtype):
+    n_states = len(spec.variant_of(spec.defaults).state_names) + with_ema
+    sources = K.segmented_sources(spec.segmented, spec.record, with_ema, 256)
+    signatures = K.segmented_signatures(dtype, n_states, K.HEAD + len(spec.record._fields))
+    for name, source, signature in zip(("pass one", "per tensor", "pass two"), sources, signatures):
+        ptx = _ptx(source, signature)
+        assert "st.global" in ptx, name
+        if dtype == np.float32 and name == "pass two":
+            _assert_float32_math(ptx)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

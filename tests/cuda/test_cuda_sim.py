@@ -21,7 +21,7 @@ from numba import cuda, njit, types  # noqa: E402
 from reference import run_reference  # noqa: E402
 
 import fastopt  # noqa: E402
-from fastopt._cuda import CUDA  # noqa: E402
+from fastopt.backends.cuda import CUDA  # noqa: E402
 
 N = 37
 """Elements per buffer: 4 threads x 3 blocks = 12 per sweep, so the loop wraps."""
@@ -34,6 +34,7 @@ def small_launches(monkeypatch):
     monkeypatch.setattr(CUDA, "max_blocks", 3)
     monkeypatch.setattr(CUDA, "reduction_threads", 4)
     monkeypatch.setattr(CUDA, "reduction_chunk", 8)
+    monkeypatch.setattr(CUDA, "segment_block", 8)
 
 
 def _device(a, dtype):
@@ -66,7 +67,7 @@ def test_matches_reference_and_cpu(case, dtype):
     expected = run_reference(name, p0, grads, hyper)
     gpu, opt = _run(name, hyper, p0, grads, dtype, gpu=True)
     cpu, _ = _run(name, hyper, p0, grads, dtype, gpu=False)
-    assert all(slot.backend.name == "cuda" for slot in opt._slots)
+    assert all(plan.backend.name == "cuda" for plan in opt._plans)
     rtol, atol = tolerance(dtype, STEPS)
     for t in range(STEPS):
         assert gpu[t].dtype == dtype
@@ -88,7 +89,7 @@ def test_ema_matches_cpu(case):
     assert isinstance(gema, np.ndarray)
     np.testing.assert_allclose(gema, cema, rtol=rtol, atol=atol)
     # swap_ema puts the average into the params and back.
-    p = gopt._slots[0].pairs[0][0]
+    p = gopt._plans[0].buffers[0].p
     with gopt.ema_weights():
         np.testing.assert_array_equal(p.copy_to_host(), gema)
     np.testing.assert_array_equal(p.copy_to_host(), gpu[-1])
@@ -246,58 +247,72 @@ def test_coefficients_reach_the_kernel_in_the_buffer_dtype(monkeypatch):
     float32 buffer (numba's launcher does this cast on a real GPU; the
     simulator path casts on the host). The compiled side is checked by
     tests/cuda/test_cuda_ptx.py (no f64 instruction in float32 kernels)."""
-    from fastopt import _cuda
+    from fastopt.backends import cuda as backend
 
     seen = []
-    real = _cuda.update_kernel
+    real = backend.configured
 
-    def spy(*args):
-        kernel = real(*args)
+    def spy(kernel, blocks, threads, stream):
+        launch = real(kernel, blocks, threads, stream)
 
-        class Spy:
-            def __getitem__(self, config):
-                configured = kernel[config]
+        def call(*args):
+            if isinstance(args[-1], tuple):  # the update's values (fills take a scalar)
+                seen.append(args[-1])
+            launch(*args)
 
-                def call(p, g, s, c):
-                    seen.append(c)
-                    configured(p, g, s, c)
+        return call
 
-                return call
-
-        return Spy()
-
-    monkeypatch.setattr(_cuda, "update_kernel", spy)
+    monkeypatch.setattr(backend, "configured", spy)
     p, g = _device(np.ones(5), np.float32), _device(np.ones(5), np.float32)
     fastopt.Adam([(p, g)]).step()
     assert seen and all(type(v) is np.float32 for v in seen[0])
 
 
 def test_rules_type_in_the_buffer_dtype():
-    """Numba's own typing of each rule for float32 buffers and float32
-    constants: no float64 anywhere (a bare Python float literal such as
-    ``0.5 * x`` would type as float64 and show up here)."""
-    f32 = types.Array(types.float32, 1, "C")
+    """Numba's own typing of each rule for float32 values and a float32
+    coefficient record: no float64 anywhere (a bare Python float literal such
+    as ``0.5 * x`` would type as float64 and show up here)."""
+    f32 = types.float32
 
     def float64_vars(dispatcher, sig):
         dispatcher.compile(sig)
         typemap = dispatcher.overloads[sig.args].type_annotation.typemap
         return sorted(name for name, ty in typemap.items() if ty == types.float64)
 
-    for rule, n_coefficients, n_states, label in rule_variants():
+    for spec, variant, label in rule_variants():
+        n_states = len(variant.state_names)
         states = types.UniTuple(f32, n_states) if n_states else types.Tuple(())
-        sig = types.void(types.intp, f32, f32, states, types.UniTuple(types.float32, n_coefficients))
-        assert float64_vars(rule, sig) == [], label
+        record = types.NamedUniTuple(f32, len(spec.record._fields), spec.record)
+        sig = types.Tuple((f32, states))(f32, f32, states, record)
+        assert float64_vars(variant.rule, sig) == [], label
 
     @njit
-    def promoting(i, p, g, s, c):  # the control: the check must catch this one
-        p[i] = 0.5 * p[i]
+    def promoting(p, g, s, c):  # the control: the check must catch this one
+        return 0.5 * p, s
 
-    sig = types.void(types.intp, f32, f32, types.Tuple(()), types.UniTuple(types.float32, 2))
+    sig = types.Tuple((types.float64, types.Tuple(())))(f32, f32, types.Tuple(()), types.UniTuple(f32, 2))
     assert float64_vars(promoting, sig)
 
 
-def test_lamb_on_the_gpu_says_it_has_no_cuda_kernel():
-    p = cuda.to_device(np.ones(8, np.float32))
-    g = cuda.to_device(np.ones(8, np.float32))
-    with pytest.raises(NotImplementedError, match="LAMB has no CUDA kernel"):
-        fastopt.LAMB([(p, g)])
+@pytest.mark.parametrize("segmented", [False, True], ids=["one tensor", "flat params"])
+def test_lamb_runs_on_the_gpu_with_one_ratio_per_tensor(segmented):
+    shapes = {"w": (5, 4), "b": (4,), "empty": (0,), "v": (13,)}
+    n = 37
+    p0, grads = random_problem(n, STEPS, seed=5)
+    hyper = dict(lr=1e-2, weight_decay=0.1)
+    if segmented:
+        gpu = fastopt.FlatParams(shapes, dtype=np.float32, device="cuda")
+        gpu.data.copy_to_device(p0.astype(np.float32))
+        opt = fastopt.LAMB(gpu, **hyper)
+        segments = list(gpu.ranges)
+        p, g = gpu.data, gpu.grad
+    else:
+        p, g = _device(p0, np.float32), _device(grads[0], np.float32)
+        opt = fastopt.LAMB([(p, g)], **hyper)
+        segments = None
+    expected = run_reference("lamb", p0, grads, dict(hyper, segments=segments))
+    rtol, atol = tolerance(np.float32, STEPS)
+    for t, grad in enumerate(grads):
+        g.copy_to_device(grad.astype(np.float32))
+        opt.step()
+        np.testing.assert_allclose(p.copy_to_host(), expected[t], rtol=rtol, atol=atol, err_msg=f"step {t + 1}")

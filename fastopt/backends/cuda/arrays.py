@@ -9,8 +9,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ._arrays import check_pair, flat_view
-from ._numba_cuda import SIMULATOR, cuda
+from ..host_arrays import check_pair, flat_view
+from .runtime import SIMULATOR, cuda
+
+DEVICE_ATTRIBUTE = "_fastopt_device"
+"""Attribute set on the flat arrays: the owner's device index (None: the current device)."""
 
 STREAM_ATTRIBUTE = "_fastopt_stream"
 """Attribute set on the flat arrays that :func:`device_pair` returns: a
@@ -61,6 +64,11 @@ def _cupy_stream_getter():
         return _numba_stream(get().ptr)
 
     return current
+
+
+def device_index(array):
+    """The device index of a flat array made here (None: the current device)."""
+    return getattr(array, DEVICE_ATTRIBUTE, None)
 
 
 def stream_of(array):
@@ -137,49 +145,58 @@ class _Described:
 
 
 def _described(obj, what: str):
-    """``obj`` as something :func:`flat_view` accepts, plus its stream getter."""
+    """``obj`` as something :func:`flat_view` accepts, its stream getter and
+    its device index (None: the current device)."""
     if SIMULATOR:
         # The simulator's fake device arrays wrap a NumPy array and forward
         # ``flags``, ``reshape`` and ``T`` to it: views, never copies.
         if type(obj).__name__ == "FakeCUDAArray":
-            return obj, _default_stream
+            return obj, _default_stream, None
         raise TypeError(f"{what} must be a device array (under the CUDA simulator: "
                         f"numba.cuda.to_device/device_array), got {type(obj).__name__}")
-    getter = _default_stream
+    getter, device = _default_stream, None
     if _is_torch(obj):
         if obj.device.type != "cuda":
             raise TypeError(f"{what} is a torch tensor on {obj.device}; the CUDA backend "
                             "takes GPU arrays only (use one optimizer per device)")
-        device_index = obj.device.index if obj.device.index is not None else 0
-        getter = _torch_stream_getter(device_index)
+        device = obj.device.index if obj.device.index is not None else 0
+        getter = _torch_stream_getter(device)
         obj = obj.detach()
     elif _is_cupy(obj):
         getter = _cupy_stream_getter()
+        device = int(obj.device.id)
     try:
         interface = obj.__cuda_array_interface__
     except AttributeError:
         raise TypeError(f"{what} must be a GPU array (torch CUDA tensor, CuPy array or numba "
                         f"device array), got {type(obj).__name__}") from None
-    return _Described(obj, interface), getter
+    return _Described(obj, interface), getter, device
+
+
+def _tag(flat, stream, device) -> None:
+    setattr(flat, STREAM_ATTRIBUTE, stream)
+    setattr(flat, DEVICE_ATTRIBUTE, device)
 
 
 def device_pair(param, grad, where: str):
     """Validate one (param, grad) pair of GPU arrays; return their flat numba
-    device arrays, tagged with the stream getter of their owner (param's)."""
-    p, stream = _described(param, f"{where} param")
-    g, _ = _described(grad, f"{where} grad")
+    device arrays, tagged with the stream getter and device of their owner."""
+    p, stream, device = _described(param, f"{where} param")
+    g, _, grad_device = _described(grad, f"{where} grad")
+    if device != grad_device:
+        raise ValueError(f"{where}: param is on cuda:{device} and grad on cuda:{grad_device}; they must share a GPU")
     pf = flat_view(p, f"{where} param")
     gf = flat_view(g, f"{where} grad", writeable=False)
     check_pair(p, g, where)
     for flat in (pf, gf):
-        setattr(flat, STREAM_ATTRIBUTE, stream)
+        _tag(flat, stream, device)
     return pf, gf
 
 
 def device_view(obj, what: str):
     """A flat numba device array over a contiguous float32/float64 GPU array."""
-    described, stream = _described(obj, what)
+    described, stream, device = _described(obj, what)
     flat = flat_view(described, what, writeable=False)
     if not SIMULATOR:
-        setattr(flat, STREAM_ATTRIBUTE, stream)
+        _tag(flat, stream, device)
     return flat

@@ -1,5 +1,5 @@
-"""Turning user arrays into validated, flat, in-place views, with errors that
-name the offending argument."""
+"""Host arrays: validated, flat, in-place views of user arrays (with errors
+that name the offending argument), and aligned allocation."""
 
 from __future__ import annotations
 
@@ -91,3 +91,24 @@ def check_disjoint(named: list[tuple[str, np.ndarray]]) -> None:
             raise ValueError(f"{holder} and {name} share memory; every param and grad must be a separate buffer")
         if end > reach:
             reach, holder = end, name
+
+
+ALIGNMENT = 64
+"""Byte alignment of every buffer fastopt allocates (a cache line, a full
+AVX-512 vector, and a multiple of the 16 bytes of a CUDA vector load)."""
+
+
+def aligned_empty(n: int, dtype) -> np.ndarray:
+    """An uninitialised 1-D array of ``n`` elements whose data starts on an
+    ``ALIGNMENT``-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % ALIGNMENT
+    return raw[offset: offset + n * dtype.itemsize].view(dtype)
+
+
+def aligned_zeros(n: int, dtype) -> np.ndarray:
+    """Like :func:`aligned_empty`, filled with zeros."""
+    out = aligned_empty(n, dtype)
+    out.fill(0)
+    return out

@@ -1,0 +1,191 @@
+"""CPU backend: host (NumPy) buffers, the fused loops of
+:mod:`fastopt.backends.cpu_loops`, and the deterministic gradient reduction
+used by clipping and the non-finite guard."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ..config import reduction_jit
+from . import cpu_loops, threads
+from .host_arrays import aligned_zeros, param_grad_pair
+from .segments import BLOCK, block_plan, normalise_segments
+
+SERIAL_BELOW = 16384
+"""Buffers with fewer elements run the serial loop. Measured on the 2-core
+Xeon (bench/calibrate_threshold.py, results/calibrate-threshold.json): the
+parallel loop wins from 2^14 float32 elements for Adam and Adagrad, 2^15 for
+SGD; below that the thread wake-up (~2-3 us) costs more than it saves."""
+
+REDUCTION_BLOCK = 1 << 14
+"""Elements per partial sum in the gradient reduction. Blocks are fixed by the
+buffer size, never by the thread count, so the norm is bit-identical whatever
+the number of threads."""
+
+
+def serial_below() -> int:
+    """The size from which loops run in parallel now: :data:`SERIAL_BELOW`,
+    or never in a process forked from one whose OpenMP pool had started (see
+    :mod:`fastopt.backends.threads`)."""
+    return threads.NEVER_PARALLEL if threads.in_unsafe_fork() else SERIAL_BELOW
+
+
+def threshold_for(n: int) -> int:
+    """:func:`serial_below`, with the thread count applied first when a loop
+    over ``n`` elements is about to run in parallel."""
+    threshold = serial_below()
+    if n >= threshold:
+        threads.apply_num_threads()
+    return threshold
+
+
+@reduction_jit()
+def _sum_of_squares(g, lo, hi, zero):
+    # Four interleaved streams (quarters of the block) keep more loads in
+    # flight than one; accumulating in the type of `zero` (the buffer's dtype)
+    # halves the vector work against widening every element. reassoc lets
+    # each stream vectorise; the result depends only on the block's data and
+    # the compiled code, never on which thread runs it.
+    q = (hi - lo) // 4
+    a0 = a1 = a2 = a3 = zero
+    # `+ zero` widens each element when the accumulators are float64.
+    for i in range(lo, lo + q):
+        x0 = g[i] + zero
+        x1 = g[i + q] + zero
+        x2 = g[i + 2 * q] + zero
+        x3 = g[i + 3 * q] + zero
+        a0 += x0 * x0
+        a1 += x1 * x1
+        a2 += x2 * x2
+        a3 += x3 * x3
+    for i in range(lo + 4 * q, hi):
+        x0 = g[i] + zero
+        a0 += x0 * x0
+    return (np.float64(a0) + np.float64(a1)) + (np.float64(a2) + np.float64(a3))
+
+
+@reduction_jit(parallel=True)
+def _block_sums_of_squares(g, out, zero, serial):
+    n = g.size
+    if serial:
+        for b in range(out.size):
+            out[b] = _block_sum(g, b, n, zero)
+    else:
+        for b in prange(out.size):
+            out[b] = _block_sum(g, b, n, zero)
+
+
+@reduction_jit()
+def _block_sum(g, b, n, zero):
+    lo = b * REDUCTION_BLOCK
+    hi = min(lo + REDUCTION_BLOCK, n)
+    s = _sum_of_squares(g, lo, hi, zero)
+    if s == np.inf:
+        # float32 squares overflow above ~1.8e19: redo this block in float64.
+        s = _sum_of_squares(g, lo, hi, 0.0)
+    return s
+
+
+def direct_call(kernel, args: tuple):
+    """The compiled entry point of ``kernel`` for ``args``' types, called
+    without numba's per-call type dispatch (which costs about as much as a
+    small step): safe because a launch always passes the same arrays, and
+    values of the same types. Falls back to the dispatcher itself."""
+    try:
+        signature = tuple(kernel.typeof_pyval(a) for a in args)
+        return kernel.overloads[signature].entry_point
+    except (AttributeError, KeyError):  # pragma: no cover - numba internals moved
+        return kernel
+
+
+def _launcher(kernel, n: int, args: tuple, extra: tuple = ()):
+    """``launch(values)``: ``kernel(*args, values, threshold, *extra)``, via
+    :func:`direct_call` after the first (compiling) call."""
+    call = None
+
+    def launch(values):
+        nonlocal call
+        threshold = threshold_for(n)
+        if call is None:
+            kernel(*args, values, threshold, *extra)
+            call = direct_call(kernel, (*args, values, threshold, *extra))
+        else:
+            call(*args, values, threshold, *extra)
+
+    return launch
+
+
+class CPUBackend:
+    """Array handling and kernel launches for host (NumPy) buffers."""
+
+    name = "cpu"
+
+    @staticmethod
+    def pair(param, grad, where: str):
+        """Validate one (param, grad) pair; their flat views (same memory)."""
+        return param_grad_pair(param, grad, where)
+
+    @staticmethod
+    def zeros(n: int, dtype, fill: float = 0.0) -> np.ndarray:
+        """A new aligned buffer of ``n`` elements set to ``fill``."""
+        out = aligned_zeros(n, dtype)
+        if fill:
+            out.fill(fill)
+        return out
+
+    @staticmethod
+    def device_of(array) -> None:
+        """Host buffers have no device index."""
+        return None
+
+    @staticmethod
+    def elementwise_launcher(rule, record, p, g, states: tuple, ema):
+        """``launch(values)``: one fused pass of ``rule`` over these buffers."""
+        return _launcher(cpu_loops.elementwise_kernel(rule, record), p.size, (p, g, states, ema))
+
+    @staticmethod
+    def segmented_launcher(segmented, record, p, g, states: tuple, ema, segments):
+        """``launch(values)``: the two-pass segmented driver over these
+        buffers; ``segments`` are the tensors as ``(start, stop)`` ranges (None:
+        the whole buffer is one tensor)."""
+        kernel = cpu_loops.segmented_kernel(segmented, record, BLOCK)
+        lo, hi, tensor, n_tensors = block_plan(p.size, normalise_segments(p.size, segments))
+        return _launcher(kernel, p.size, (p, g, states, ema), (lo, hi, tensor, n_tensors))
+
+    @staticmethod
+    def sum_of_squares(g: np.ndarray) -> float:
+        """Deterministic sum of squares (inf or NaN when ``g`` holds a
+        non-finite value). Blocks of ``REDUCTION_BLOCK`` elements sum in the
+        buffer's dtype (relative error ~1e-6 in float32, as torch's norm) and
+        combine in float64."""
+        if g.size == 0:
+            return 0.0
+        partial = np.empty(-(-g.size // REDUCTION_BLOCK), np.float64)
+        _block_sums_of_squares(g, partial, g.dtype.type(0), g.size < threshold_for(g.size))
+        return float(np.sum(partial))
+
+    @staticmethod
+    def all_finite(g: np.ndarray) -> bool:
+        return bool(np.isfinite(g).all())
+
+    @staticmethod
+    def to_host(a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    @staticmethod
+    def copy_(dst: np.ndarray, src) -> None:
+        np.copyto(dst, np.asarray(src).reshape(dst.shape))
+
+    @staticmethod
+    def fill_(a: np.ndarray, value: float) -> None:
+        a.fill(value)
+
+    @staticmethod
+    def scale_(a: np.ndarray, factor: float) -> None:
+        np.multiply(a, a.dtype.type(factor), out=a)
+
+
+CPU = CPUBackend()
+
+__all__ = ["CPU", "CPUBackend", "REDUCTION_BLOCK", "SERIAL_BELOW", "serial_below"]

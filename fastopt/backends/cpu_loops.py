@@ -1,0 +1,222 @@
+"""CPU loop factories: the only code that loads and stores optimizer values
+on the host.
+
+Every kernel takes its per-step values as one tuple of Python floats (the
+cheapest thing to pass in) and casts them to the buffer's dtype once, before
+the loop: the loop then holds them in registers and float32 math never meets
+a float64 constant. The tuple is ``HEAD`` values for the wrappers around the
+rule (gradient scale, value-clipping bound, EMA decay and its complement),
+then the rule's coefficient record.
+
+Each loop has a serial branch below a size threshold (waking the thread pool
+costs more than the update itself) and a ``prange`` branch above it; both run
+the same per-element function, so they give identical bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+from numba.np.unsafe.ndarray import to_fixed_tuple
+
+from ..config import element_jit, loop_jit
+from .cache import enable_cache, function_key
+from .codecs import load_states, load_value, store_states, store_value
+
+HEAD = 4
+"""Values before the coefficient record: ``(grad_scale, grad_bound, ema_decay, ema_keep)``."""
+
+
+@element_jit
+def clip_value(g, bound):
+    """``g`` clamped to ``[-bound, bound]``. Comparisons, not min/max, so that
+    a NaN gradient stays NaN."""
+    if g > bound:
+        return bound
+    if g < -bound:
+        return -bound
+    return g
+
+
+@element_jit
+def ema_update(e, p, decay, keep):
+    """The parameter EMA: ``decay * e + (1 - decay) * p``."""
+    return decay * e + keep * p
+
+
+_kernels: dict = {}
+
+
+def _cached(key, build):
+    kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = _kernels[key] = build()
+    return kernel
+
+
+def elementwise_kernel(rule, record):
+    """``kernel(p, g, states, ema, values, serial_below)``: one fused pass of
+    ``rule`` over flat buffers.
+
+    ``p`` is updated in place from ``g`` and the tuple of state storages
+    ``states`` (updated in place too); ``ema`` is the parameter EMA's storage or
+    None (compiled away). Built once per rule and process, compiled once per
+    layout (the storages' types), loaded from the on-disk cache after the
+    first process.
+    """
+    return _cached(("elementwise", rule, record), lambda: _build_elementwise(rule, record))
+
+
+def _build_elementwise(rule, record):
+    n_values = HEAD + len(record._fields)
+
+    # The record is built inside the per-element function from the plain
+    # tuple (parfor outlining cannot carry a named tuple type); LLVM hoists it.
+    @element_jit
+    def element(i, p, g, states, ema, t):
+        pi, si = rule(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]), load_states(states, i),
+                      record(*t[HEAD:]))
+        store_states(states, i, si)
+        if ema is not None:
+            store_value(ema, i, ema_update(load_value(ema, i), pi, t[2], t[3]))
+        store_value(p, i, pi)
+
+    def update(p, g, states, ema, values, serial_below):
+        buffer = np.empty(n_values, p.dtype)
+        for k in range(n_values):
+            buffer[k] = values[k]
+        t = to_fixed_tuple(buffer, n_values)
+        n = p.size
+        if n < serial_below:
+            for i in range(n):
+                element(i, p, g, states, ema, t)
+        else:
+            for i in prange(n):
+                element(i, p, g, states, ema, t)
+
+    kernel = loop_jit()(update)
+    enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}")
+    return kernel
+
+
+@element_jit
+def fixed_order_sum_of_squares(x, n):
+    """float64 sum of squares of ``x[:n]`` in a fixed order: eight lanes
+    (element i goes to lane i % 8), then the lanes pairwise. No reassociation
+    is needed for the lanes to run as SIMD registers, so the bits never depend
+    on the compiler's choices between the serial and the parallel loop."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    n8 = n // 8
+    for j in range(n8):
+        i = 8 * j
+        y0 = np.float64(x[i])
+        y1 = np.float64(x[i + 1])
+        y2 = np.float64(x[i + 2])
+        y3 = np.float64(x[i + 3])
+        y4 = np.float64(x[i + 4])
+        y5 = np.float64(x[i + 5])
+        y6 = np.float64(x[i + 6])
+        y7 = np.float64(x[i + 7])
+        a0 += y0 * y0
+        a1 += y1 * y1
+        a2 += y2 * y2
+        a3 += y3 * y3
+        a4 += y4 * y4
+        a5 += y5 * y5
+        a6 += y6 * y6
+        a7 += y7 * y7
+    for i in range(8 * n8, n):
+        y0 = np.float64(x[i])
+        a0 += y0 * y0
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
+def segmented_kernel(segmented, record, block: int):
+    """``kernel(p, g, states, ema, values, serial_below, block_lo, block_hi,
+    block_tensor, n_tensors)``: the two-pass driver of a rule whose step is
+    scaled per tensor (see :class:`fastopt.rules.Segmented`).
+
+    Pass one updates the states and sums ``p**2`` and ``r**2`` (``r`` the
+    direction) per fixed block in float64; the block sums are added per
+    tensor in block order, so the per-tensor factor, and every bit of the
+    result, does not depend on the thread count. Pass two recomputes ``r``
+    from the stored states (the same code on the same values: the same bits;
+    no scratch buffer) and applies ``p -= factor[tensor] * r``. Blocks come
+    from :func:`fastopt.backends.segments.block_plan`.
+    """
+    key = ("segmented", segmented, record, block)
+    return _cached(key, lambda: _build_segmented(segmented, record, block))
+
+
+def _build_segmented(segmented, record, block: int):
+    direction, recompute, step_size = segmented.direction, segmented.recompute, segmented.step_size
+    n_values = HEAD + len(record._fields)
+    lr_index = HEAD + record._fields.index("lr")
+
+    @element_jit
+    def pass_one(p, g, states, t, lo, hi, r):
+        # Index from lo in a local loop over a block's scratch: r stays in cache.
+        c = record(*t[HEAD:])
+        for k in range(hi - lo):
+            i = lo + k
+            ri, si = direction(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]),
+                               load_states(states, i), c)
+            store_states(states, i, si)
+            r[k] = ri
+        return fixed_order_sum_of_squares(p[lo:hi], hi - lo), fixed_order_sum_of_squares(r, hi - lo)
+
+    @element_jit
+    def pass_two(p, states, ema, t, factor, apply, lo, hi):
+        c = record(*t[HEAD:])
+        decay, keep = t[2], t[3]
+        for i in range(lo, hi):
+            pi = load_value(p, i)
+            if apply:
+                pi = pi - factor * recompute(pi, load_states(states, i), c)
+                store_value(p, i, pi)
+            if ema is not None:
+                store_value(ema, i, ema_update(load_value(ema, i), pi, decay, keep))
+
+    def update(p, g, states, ema, values, serial_below, block_lo, block_hi, block_tensor, n_tensors):
+        buffer = np.empty(n_values, p.dtype)
+        for k in range(n_values):
+            buffer[k] = values[k]
+        t = to_fixed_tuple(buffer, n_values)
+        lr = values[lr_index]  # the per-tensor factor is formed in float64, then cast
+        nb = block_lo.size
+        sums = np.empty((2, nb), np.float64)
+        serial = p.size < serial_below
+        if serial:
+            r = np.empty(block, p.dtype)
+            for b in range(nb):
+                sp, sr = pass_one(p, g, states, t, block_lo[b], block_hi[b], r)
+                sums[0, b] = sp
+                sums[1, b] = sr
+        else:
+            for b in prange(nb):
+                r = np.empty(block, p.dtype)
+                sp, sr = pass_one(p, g, states, t, block_lo[b], block_hi[b], r)
+                sums[0, b] = sp
+                sums[1, b] = sr
+        tensor_p = np.zeros(n_tensors, np.float64)
+        tensor_r = np.zeros(n_tensors, np.float64)
+        for b in range(nb):
+            k = block_tensor[b]
+            if k >= 0:
+                tensor_p[k] += sums[0, b]
+                tensor_r[k] += sums[1, b]
+        factors = np.ones(max(n_tensors, 1), p.dtype)
+        for k in range(n_tensors):
+            factors[k] = step_size(tensor_p[k], tensor_r[k], lr)
+        if serial:
+            for b in range(nb):
+                k = block_tensor[b]
+                pass_two(p, states, ema, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
+        else:
+            for b in prange(nb):
+                k = block_tensor[b]
+                pass_two(p, states, ema, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
+
+    kernel = loop_jit()(update)
+    enable_cache(kernel, f"segmented|{function_key(direction)}|{record.__name__}|{block}")
+    return kernel

@@ -1,0 +1,354 @@
+"""CUDA backend: the interface of :data:`fastopt.backends.cpu.CPU`, over GPU
+buffers (torch CUDA tensors, CuPy arrays, numba device arrays).
+
+Imported lazily (:func:`fastopt.backends.backend_for` imports it the first
+time it sees a GPU array), so ``import fastopt`` neither needs nor loads
+numba-cuda.
+
+Per step, for each flat buffer, the host does: one call for the owner's
+current stream (cached wrapper objects), one dict lookup for the configured
+kernel, and one launch whose values travel as kernel arguments (a tuple of
+scalars, cast by numba's launcher to the buffer dtype): no allocation, no
+host-device copy, no synchronisation.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
+
+from ..segments import BLOCK, block_plan, normalise_segments
+from . import kernels as K
+from .arrays import device_index, device_pair, device_view, stream_of
+from .runtime import SIMULATOR, cuda
+
+_compiled: dict = {}
+
+
+def _compile(key, build):
+    """A compiled kernel, built once per process: ``build() -> (pyfunc, signature)``."""
+    kernel = _compiled.get(key)
+    if kernel is None:
+        pyfunc, signature = build()
+        kernel = _compiled[key] = cuda.jit(signature)(pyfunc)
+    return kernel
+
+
+def _helper(name: str, dtype, threads: int = 256, chunk: int = 1 << 16):
+    """A compiled helper kernel (see :func:`fastopt.backends.cuda.kernels.helper_kernels`)."""
+    return _compile(("helper", name, np.dtype(dtype), threads, chunk),
+                    lambda: K.helper_kernels(dtype, threads, chunk)[name])
+
+
+_configured: dict = {}
+
+
+def configured(kernel, blocks: int, threads: int, stream):
+    """``kernel[blocks, threads, stream]``, made once and reused.
+
+    Configuring costs a stream conversion and, for grids under 128 blocks,
+    numba's low-occupancy warning, which is wrong here (a small buffer needs
+    few blocks) and silenced. The simulator's kernels hold a single
+    configuration, so there it is set on every call.
+    """
+    if SIMULATOR:
+        return kernel[blocks, threads]
+    key = (kernel, blocks, threads, stream)
+    launch = _configured.get(key)
+    if launch is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            launch = _configured[key] = kernel[blocks, threads, stream]
+    return launch
+
+
+_limits: dict = {}
+
+
+def _device_blocks(threads: int, device: int) -> int:
+    """Blocks that fill every SM of device ``device`` at full occupancy."""
+    limits = _limits.get(device)
+    if limits is None:
+        with _on_device(device):
+            d = cuda.get_current_device()
+            limits = _limits[device] = (getattr(d, "MULTIPROCESSOR_COUNT", 1),
+                                        getattr(d, "MAX_THREADS_PER_MULTIPROCESSOR", 2048))
+    sms, per_sm = limits
+    return max(1, sms * max(1, per_sm // threads))
+
+
+class _NoSwitch:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_SWITCH = _NoSwitch()
+
+
+def _on_device(device: int):
+    """A context manager making ``device`` current (a no-op with one GPU or the simulator)."""
+    if SIMULATOR or device is None or len(cuda.gpus) < 2:
+        return _NO_SWITCH
+    return cuda.gpus[device]
+
+
+def _synchronize() -> None:
+    # Host-facing copies are not on the hot path: fence the whole device so
+    # that a kernel still running on a caller's non-blocking stream is ordered
+    # before (and after) them.
+    cuda.synchronize()
+
+
+class CUDABackend:
+    """Array handling and kernel launches for GPU buffers.
+
+    Attributes
+    ----------
+    threads_per_block : int
+        Block size of the update, fill and finiteness kernels.
+    max_blocks : int or None
+        Cap on the grid size; None: enough blocks to fill every SM of the
+        device at full occupancy (``SMs * max_threads_per_SM / threads``).
+        Each launch uses ``min(max_blocks, ceil(n / threads))`` blocks; the
+        kernels stride over the rest. Tests lower both so the loop wraps.
+    reduction_threads, reduction_chunk : int
+        Shape of the deterministic sum of squares: one float64 partial sum per
+        ``reduction_chunk`` elements, each computed by ``reduction_threads``
+        threads (a power of two) in a fixed order. The result depends on these
+        two numbers and the data only, never on the grid size or scheduling.
+    segment_block : int
+        Elements per partial sum of the segmented driver (LAMB).
+    """
+
+    name = "cuda"
+    simulator = SIMULATOR
+
+    def __init__(self):
+        self.threads_per_block = 256
+        self.max_blocks: int | None = None
+        self.reduction_threads = 256
+        self.reduction_chunk = 1 << 16
+        self.segment_block = BLOCK
+        self._scratch: dict = {}
+
+    # -- arrays ------------------------------------------------------------
+
+    @staticmethod
+    def pair(param, grad, where: str):
+        """Validate one (param, grad) pair of GPU arrays and return their flat
+        numba device arrays (same memory), with the errors of the CPU backend."""
+        return device_pair(param, grad, where)
+
+    @staticmethod
+    def view(obj, what: str):
+        """A flat numba device array over a contiguous float GPU array."""
+        return device_view(obj, what)
+
+    @staticmethod
+    def device_of(array) -> int | None:
+        """The device index of a flat array from :meth:`pair`."""
+        return device_index(array)
+
+    def zeros(self, n: int, dtype, fill: float = 0.0):
+        """A device array of ``n`` elements set to ``fill`` (ready on return)."""
+        out = cuda.device_array(n, np.dtype(dtype))
+        self._fill(out, fill, 0)
+        cuda.synchronize()
+        return out
+
+    @staticmethod
+    def to_host(a) -> np.ndarray:
+        """A host copy of device array ``a`` (after all queued work)."""
+        _synchronize()
+        return a.copy_to_host()
+
+    @staticmethod
+    def copy_(dst, src) -> None:
+        """``dst[:] = src`` for a flat device ``dst`` and a host or device ``src``."""
+        from .. import is_gpu_array
+
+        _synchronize()
+        if is_gpu_array(src):
+            dst.copy_to_device(device_view(src, "src").reshape(dst.shape))
+        else:
+            dst.copy_to_device(np.ascontiguousarray(np.asarray(src), dtype=dst.dtype).reshape(dst.shape))
+        _synchronize()
+
+    def fill_(self, a, value: float) -> None:
+        """``a[:] = value``, queued on ``a``'s stream (used by ``zero_grad``)."""
+        self._fill(a, value, stream_of(a))
+
+    def _fill(self, a, value, stream) -> None:
+        if not a.size:
+            return
+        kernel = _helper("fill", a.dtype)
+        configured(kernel, self._blocks(a.size, device_index(a)), self.threads_per_block, stream)(
+            a, a.dtype.type(value))
+
+    def scale_(self, a, factor: float) -> None:
+        """``a[:] *= factor``, queued on ``a``'s stream (standalone clipping)."""
+        if a.size:
+            kernel = _helper("scale", a.dtype)
+            configured(kernel, self._blocks(a.size, device_index(a)), self.threads_per_block, stream_of(a))(
+                a, a.dtype.type(factor))
+
+    def _blocks(self, n: int, device=None, threads: int | None = None) -> int:
+        threads = threads or self.threads_per_block
+        cap = self.max_blocks if self.max_blocks is not None else _device_blocks(threads, device)
+        return max(1, min(cap, -(-n // threads)))
+
+    # -- the update ----------------------------------------------------------
+
+    def elementwise_launcher(self, rule, record, p, g, states: tuple, ema):
+        """``launch(values)``: one fused pass of ``rule`` over these device
+        arrays, queued on ``p``'s owner's current stream."""
+        dtype = np.dtype(p.dtype)
+        with_ema = ema is not None
+        storages = tuple(states) + ((ema,) if with_ema else ())
+        n_values = K.HEAD + len(record._fields)
+        kernel = _compile(("elementwise", rule, record, with_ema, dtype, len(storages)),
+                          lambda: (K.elementwise_source(rule, record, with_ema),
+                                   K.update_signature(dtype, len(storages), n_values)))
+        return self._launch_over(kernel, p, (p, g, storages), dtype)
+
+    def _launch_over(self, kernel, p, args: tuple, dtype):
+        n, device, threads = p.size, device_index(p), self.threads_per_block
+        if not n:
+            return lambda values: None
+        if SIMULATOR:
+            cast = dtype.type
+
+            def launch(values):
+                # The simulator runs Python: cast here what the real launch
+                # casts in numba's argument marshalling.
+                configured(kernel, self._blocks(n, device), threads, 0)(*args, tuple(map(cast, values)))
+
+            return launch
+        blocks = self._blocks(n, device)
+        switch = _on_device(device)
+        launches: dict = {}
+
+        def launch(values):
+            stream = stream_of(p)
+            configured_kernel = launches.get(stream)
+            if configured_kernel is None:
+                configured_kernel = launches[stream] = configured(kernel, blocks, threads, stream)
+            with switch:
+                configured_kernel(*args, values)
+
+        return launch
+
+    def segmented_launcher(self, segmented, record, p, g, states: tuple, ema, segments):
+        """``launch(values)``: the two-pass segmented driver (LAMB) over these
+        device arrays; ``segments`` as for the CPU backend."""
+        dtype = np.dtype(p.dtype)
+        with_ema = ema is not None
+        storages = tuple(states) + ((ema,) if with_ema else ())
+        n_values = K.HEAD + len(record._fields)
+        threads = self.reduction_threads
+        sources = K.segmented_sources(segmented, record, with_ema, threads)
+        signatures = K.segmented_signatures(dtype, len(storages), n_values)
+        key = ("segmented", segmented, record, with_ema, dtype, len(storages), threads)
+        one, per_tensor, two = (_compile(key + (k,), lambda k=k: (sources[k], signatures[k])) for k in range(3))
+        lo, hi, tensor, n_tensors = block_plan(p.size, normalise_segments(p.size, segments), self.segment_block)
+        first = np.searchsorted(tensor, np.arange(n_tensors), side="left") if n_tensors else np.zeros(0, np.int64)
+        # Chunks of tensor k are contiguous in the plan (it walks the tensors in order).
+        last = np.array([first[k] + np.count_nonzero(tensor == k) for k in range(n_tensors)], np.int64)
+        order_ok = all(np.all(tensor[first[k]:last[k]] == k) for k in range(n_tensors))
+        if not order_ok:  # pragma: no cover - block_plan guarantees it
+            raise AssertionError("segment blocks are not contiguous per tensor")
+        device = device_index(p)
+        with _on_device(device):
+            lo_d, hi_d, tensor_d = (cuda.to_device(np.ascontiguousarray(a)) for a in (lo, hi, tensor))
+            first_d, last_d = cuda.to_device(first.astype(np.int64)), cuda.to_device(last)
+            partial = cuda.device_array((2, max(1, lo.size)), np.float64)
+            factors = cuda.device_array(max(1, n_tensors), dtype)
+        lr_index = K.HEAD + record._fields.index("lr")
+        chunk_blocks = max(1, min(lo.size, self.max_blocks or lo.size))
+        tensor_blocks = max(1, min(n_tensors, self.max_blocks or max(1, n_tensors)))
+        cast = dtype.type
+        switch = _on_device(device)
+
+        def launch(values):
+            if not p.size:
+                return
+            stream = 0 if SIMULATOR else stream_of(p)
+            typed = tuple(map(cast, values)) if SIMULATOR else values
+            with switch:
+                configured(one, chunk_blocks, threads, stream)(p, g, storages, typed, lo_d, hi_d, partial)
+                if n_tensors:
+                    configured(per_tensor, tensor_blocks, threads, stream)(partial, first_d, last_d,
+                                                                          float(values[lr_index]), factors)
+                configured(two, chunk_blocks, threads, stream)(p, storages, typed, lo_d, hi_d, tensor_d, factors)
+
+        return launch
+
+    # -- gradient checks -------------------------------------------------------
+
+    def _scratch_for(self, chunks: int, device):
+        """Device and host buffers for the reductions, allocated once per
+        device (the partial sums once per size): ``(partial, out, host_out,
+        flag, ones, host_flag)``."""
+        bufs = self._scratch.get((device, chunks))
+        if bufs is None:
+            with _on_device(device):
+                common = self._scratch.get((device, None))
+                if common is None:
+                    common = self._scratch[(device, None)] = (
+                        cuda.device_array(1, np.float64), np.zeros(1, np.float64),
+                        cuda.device_array(1, np.int32), np.ones(1, np.int32), np.zeros(1, np.int32),
+                    )
+                bufs = self._scratch[(device, chunks)] = (cuda.device_array(chunks, np.float64), *common)
+        return bufs
+
+    def sum_of_squares(self, g) -> float:
+        """Deterministic float64 sum of squares of device array ``g`` (inf or
+        NaN when ``g`` holds a non-finite value). Synchronises ``g``'s stream."""
+        n = g.size
+        if not n:
+            return 0.0
+        threads, chunk = self.reduction_threads, self.reduction_chunk
+        chunks = -(-n // chunk)
+        device = device_index(g)
+        partial, out, host, *_ = self._scratch_for(chunks, device)
+        stream = stream_of(g)
+        cap = self.max_blocks if self.max_blocks is not None else _device_blocks(threads, device)
+        with _on_device(device):
+            configured(_helper("sum_of_squares", g.dtype, threads, chunk), min(cap, chunks), threads, stream)(
+                g, partial)
+            configured(_helper("combine", g.dtype, threads, chunk), 1, threads, stream)(partial, out)
+            out.copy_to_host(host, stream=stream)
+            _sync(stream)
+        return float(host[0])
+
+    def all_finite(self, g) -> bool:
+        """Whether device array ``g`` holds no NaN or inf. Synchronises ``g``'s stream."""
+        if not g.size:
+            return True
+        device = device_index(g)
+        *_, flag, ones, host = self._scratch_for(1, device)
+        stream = stream_of(g)
+        with _on_device(device):
+            flag.copy_to_device(ones, stream=stream)
+            configured(_helper("all_finite", g.dtype), self._blocks(g.size, device), self.threads_per_block,
+                       stream)(g, flag)
+            flag.copy_to_host(host, stream=stream)
+            _sync(stream)
+        return bool(host[0])
+
+
+def _sync(stream) -> None:
+    if isinstance(stream, int):
+        cuda.default_stream().synchronize()
+    else:
+        stream.synchronize()
+
+
+CUDA = CUDABackend()
+
+__all__ = ["CUDA", "CUDABackend"]
