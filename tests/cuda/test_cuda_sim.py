@@ -416,3 +416,24 @@ def test_device_state_round_trips_through_load_state_dict():
 def test_capturable_needs_gpu_arrays():
     with pytest.raises(ValueError, match="capturable=True needs GPU arrays"):
         fastopt.Adam([(np.ones(4, np.float32), np.ones(4, np.float32))], capturable=True)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4], ids=["aligned", "odd view", "aligned view"])
+def test_vectorized_and_scalar_paths_agree_with_the_reference(offset):
+    """An aligned buffer takes the vectorized kernel (4 elements per thread,
+    scalar tail); a view at an odd offset the one-element kernel."""
+    from fastopt.backends.cuda import kernels as K
+
+    n = N + offset
+    p0, grads = random_problem(n, STEPS, seed=14)
+    base_p, base_g = _device(p0, np.float32), _device(np.zeros(n), np.float32)
+    p, g = base_p[offset:], base_g[offset:]
+    assert K.vector_aligned(p, g) == (offset % 4 == 0)
+    opt = fastopt.Adam([(p, g)], lr=1e-2, amsgrad=True)
+    expected = run_reference("adam", p0[offset:], [gr[offset:] for gr in grads], dict(lr=1e-2, amsgrad=True))
+    rtol, atol = tolerance(np.float32, STEPS)
+    for t, grad in enumerate(grads):
+        g.copy_to_device(grad[offset:].astype(np.float32))
+        opt.step()
+        np.testing.assert_allclose(p.copy_to_host(), expected[t], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(base_p.copy_to_host()[:offset], p0[:offset].astype(np.float32))

@@ -20,6 +20,7 @@ from ..segments import BLOCK, block_plan, normalise_segments
 from . import kernels as K
 from .arrays import device_index, device_pair, device_view, stream_of
 from .launching import compile_kernel, configured, device_blocks, helper, on_device, synchronize
+from .occupancy import launch_bounds
 from .runtime import SIMULATOR, cuda
 
 
@@ -142,7 +143,8 @@ class CUDABackend:
         kernel = compile_kernel(
             ("elementwise", rule, record, with_ema, dtype, len(storages), vectorized, on_device_values),
             lambda: (K.elementwise_source(rule, record, with_ema, vectorized, on_device_values, dtype),
-                     K.update_signature(dtype, len(storages), n_values, on_device_values)), bounded=True)
+                     K.update_signature(dtype, len(storages), n_values, on_device_values)),
+            bounds=launch_bounds(dtype))
         args = (p, g, storages) + (tuple(device_values) if on_device_values else ())
         return self._launch_over(kernel, p, args, dtype, K.VEC if vectorized else 1, on_device_values)
 

@@ -10,19 +10,19 @@ import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
 
 from . import kernels as K
-from .occupancy import MIN_BLOCKS_PER_SM, THREADS, resident_blocks
+from .occupancy import resident_blocks
 from .runtime import SIMULATOR, cuda
 
 _compiled: dict = {}
 
 
-def compile_kernel(key, build, bounded: bool = False):
-    """A compiled kernel, built once per process: ``build() -> (pyfunc, signature)``.
-    ``bounded`` kernels get launch bounds (see :mod:`.occupancy`)."""
+def compile_kernel(key, build, bounds=None):
+    """A compiled kernel, built once per process: ``build() -> (pyfunc, signature)``,
+    with launch bounds ``bounds`` (see :mod:`.occupancy`) when given."""
     kernel = _compiled.get(key)
     if kernel is None:
         pyfunc, signature = build()
-        options = {"launch_bounds": (THREADS, MIN_BLOCKS_PER_SM)} if bounded and not SIMULATOR else {}
+        options = {"launch_bounds": bounds} if bounds and not SIMULATOR else {}
         kernel = _compiled[key] = cuda.jit(signature, **options)(pyfunc)
     return kernel
 

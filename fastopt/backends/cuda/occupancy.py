@@ -14,11 +14,23 @@ THREADS = 256
 """Threads per block of the update kernels."""
 
 MIN_BLOCKS_PER_SM = 4
-"""The update kernels are compiled with launch bounds ``(THREADS,
+"""The float32 update kernels are compiled with launch bounds ``(THREADS,
 MIN_BLOCKS_PER_SM)``: ptxas keeps them under 65536 / (256 * 4) = 64 registers,
 so at least half of an SM's 2048 threads are resident. A memory-bound kernel
 with 128-bit loads of several arrays keeps enough bytes in flight at that
 occupancy."""
+
+MIN_BLOCKS_PER_SM_WIDE = 3
+"""The same for float64 kernels, whose four elements per thread take twice
+the registers: at 64 registers the AMSGrad and centered-momentum RMSprop
+kernels spill; under 85 none does (3 of 8 blocks resident)."""
+
+
+def launch_bounds(dtype) -> tuple[int, int]:
+    """The launch bounds of an update kernel over ``dtype`` buffers."""
+    import numpy as np
+
+    return (THREADS, MIN_BLOCKS_PER_SM if np.dtype(dtype).itemsize <= 4 else MIN_BLOCKS_PER_SM_WIDE)
 
 REGISTERS_PER_SM = 65536
 MAX_THREADS_PER_SM = 2048
