@@ -113,7 +113,7 @@ def ptxas_path() -> Path:
     try:
         import nvidia.cuda_nvcc as nvcc
     except ImportError:
-        raise ImportError(f"ptxas comes with the nvidia-cuda-nvcc-cu12 wheel; install it with: {INSTALL_HINT}") from None
+        raise ImportError(f"ptxas comes with the nvidia-cuda-nvcc-cu12 wheel; install: {INSTALL_HINT}") from None
     path = Path(next(iter(nvcc.__path__))) / "bin" / "ptxas"
     if not path.exists():
         raise ImportError(f"no ptxas in {path.parent}; reinstall with: {INSTALL_HINT}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
 
 if importlib.util.find_spec("numba_cuda") is None:
