@@ -6,20 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from ._plan import hyperparameters
+from ._precision import MASTER, loaded, saved
 
 
 def state_dict(opt) -> dict:
-    """A snapshot of ``opt``'s hyperparameters and state (host copies, param-shaped)."""
+    """A snapshot of ``opt``'s hyperparameters and state (host copies,
+    param-shaped; low-precision states as their stored bits, so that loading
+    it back is exact; ``state_dtype`` says which codec made them)."""
     state = {}
     for plan in opt._plans:
         for b in plan.buffers:
             state[b.id] = {k: (v if k == "step" or isinstance(v, (int, float)) else
-                               plan.backend.to_host(v).reshape(b.shape))
+                               saved(plan.backend.to_host(v)).reshape(b.shape))
                            for k, v in opt.state[b.id].items()}
     groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [b.id for b in plan.buffers]}
               for g, plan in zip(opt.param_groups, opt._plans)]
     return {"optimizer": opt.spec.name, "state": state, "param_groups": groups,
-            "skipped_steps": opt.skipped_steps, "pending": opt._pending}
+            "skipped_steps": opt.skipped_steps, "pending": opt._pending,
+            "state_dtype": opt.precision.state_dtype}
 
 
 def load_state_dict(opt, state_dict: dict) -> None:
@@ -35,13 +39,16 @@ def load_state_dict(opt, state_dict: dict) -> None:
     if len(groups) != len(opt._plans):
         raise ValueError(f"state_dict has {len(groups)} param groups, optimizer has {len(opt._plans)}")
     known = known_state_names(spec, opt.defaults)
+    codec = state_dict.get("state_dtype")
+    if codec not in (None, "float32", "float64", "bfloat16"):
+        raise ValueError(f"state_dict has state_dtype {codec!r}, which this optimizer cannot read")
     new_hyper, new_state = [], {}
-    for gi, (saved, plan) in enumerate(zip(groups, opt._plans)):
+    for gi, (saved_group, plan) in enumerate(zip(groups, opt._plans)):
         where = f"state_dict param_groups[{gi}]"
-        ids = list(saved.get("params", []))
+        ids = list(saved_group.get("params", []))
         if len(ids) != len(plan.buffers):
             raise ValueError(f"{where} has {len(ids)} params, optimizer has {len(plan.buffers)}")
-        hyper = {k: v for k, v in saved.items() if k != "params"}
+        hyper = {k: v for k, v in saved_group.items() if k != "params"}
         unknown = set(hyper) - set(spec.defaults)
         if unknown:
             raise ValueError(f"{where} has unknown key(s) {sorted(unknown)}")
@@ -49,15 +56,17 @@ def load_state_dict(opt, state_dict: dict) -> None:
         new_hyper.append(hyper)
         for saved_id, b in zip(ids, plan.buffers):
             entry = state_dict["state"].get(saved_id, {})
-            new_state[b.id] = _checked_state(entry, b, plan.backend, known, f"state_dict state[{saved_id!r}]")
+            new_state[b.id] = _checked_state(opt, entry, b, plan.backend, known, codec,
+                                             f"state_dict state[{saved_id!r}]")
     pending = int(state_dict.get("pending", 0))
     if not 0 <= pending < opt.accumulate:
         raise ValueError(f"state_dict 'pending' must be in [0, {opt.accumulate}), got {pending}")
     for group, hyper in zip(opt.param_groups, new_hyper):
         group.update(hyper)
     for my_id, st in new_state.items():
-        if opt.ema_decay is not None and "ema" not in st:
-            st["ema"] = opt.state[my_id]["ema"]
+        for kept in ("ema", MASTER):  # not in a state dict from elsewhere: keep the current one
+            if kept in opt.state[my_id] and kept not in st:
+                st[kept] = opt.state[my_id][kept]
         opt.state[my_id] = st
     opt.skipped_steps = int(state_dict.get("skipped_steps", opt.skipped_steps))
     opt._pending = pending
@@ -65,11 +74,12 @@ def load_state_dict(opt, state_dict: dict) -> None:
         plan.group = plan.hyper = plan.launches = None  # state arrays were replaced: re-plan
 
 
-def _checked_state(entry: dict, buffer, backend, known: set, where: str) -> dict:
-    """A private copy of one saved per-parameter state, checked against ``buffer``."""
+def _checked_state(opt, entry: dict, buffer, backend, known: set, codec, where: str) -> dict:
+    """A private copy of one saved per-parameter state, checked against
+    ``buffer`` and converted to the optimizer's storage of each state."""
     if not isinstance(entry, dict):
         raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
-    p, shape = buffer.p, buffer.shape
+    p, shape = opt._updated(buffer), buffer.shape
     step = entry.get("step", 0)
     step = step.item() if hasattr(step, "item") else step
     if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) \
@@ -90,17 +100,20 @@ def _checked_state(entry: dict, buffer, backend, known: set, where: str) -> dict
             continue
         if arr.shape != shape and arr.shape != (p.size,):
             raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, param has {shape}")
-        if arr.dtype != p.dtype:
-            raise ValueError(f"{where}[{key!r}] has dtype {arr.dtype}, param has {p.dtype}")
-        copy = backend.zeros(p.size, p.dtype)
-        backend.copy_(copy, arr.reshape(-1))
+        if key in ("ema", MASTER):
+            target = p.dtype
+        else:
+            target = opt.precision.storage_dtype(key, buffer.p.dtype, opt.spec)
+        arr = loaded(arr.reshape(-1), codec, target, f"{where}[{key!r}]")
+        copy = backend.zeros(p.size, arr.dtype)
+        backend.copy_(copy, arr)
         out[key] = copy
     return out
 
 
 def known_state_names(spec, defaults: dict) -> set:
     """Every state entry any variant of optimizer ``spec`` can hold."""
-    names = {"ema"} | set(spec.carry_names)
+    names = {"ema", MASTER} | set(spec.carry_names)
     probes = [dict(defaults)]
     for key, value in spec.defaults.items():
         if isinstance(value, bool):

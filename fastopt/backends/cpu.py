@@ -9,6 +9,7 @@ from numba import prange
 
 from ..config import reduction_jit
 from . import cpu_loops, threads
+from .codecs import BFLOAT16, bfloat16_to_float32, decode, float32_to_bfloat16
 from .host_arrays import aligned_zeros, param_grad_pair
 from .segments import BLOCK, block_plan, normalise_segments
 
@@ -49,18 +50,19 @@ def _sum_of_squares(g, lo, hi, zero):
     # the compiled code, never on which thread runs it.
     q = (hi - lo) // 4
     a0 = a1 = a2 = a3 = zero
-    # `+ zero` widens each element when the accumulators are float64.
+    # `+ zero` widens each element when the accumulators are float64;
+    # decode() reads bfloat16 gradients (identity for float ones).
     for i in range(lo, lo + q):
-        x0 = g[i] + zero
-        x1 = g[i + q] + zero
-        x2 = g[i + 2 * q] + zero
-        x3 = g[i + 3 * q] + zero
+        x0 = decode(g, g[i]) + zero
+        x1 = decode(g, g[i + q]) + zero
+        x2 = decode(g, g[i + 2 * q]) + zero
+        x3 = decode(g, g[i + 3 * q]) + zero
         a0 += x0 * x0
         a1 += x1 * x1
         a2 += x2 * x2
         a3 += x3 * x3
     for i in range(lo + 4 * q, hi):
-        x0 = g[i] + zero
+        x0 = decode(g, g[i]) + zero
         a0 += x0 * x0
     return (np.float64(a0) + np.float64(a1)) + (np.float64(a2) + np.float64(a3))
 
@@ -140,18 +142,22 @@ class CPUBackend:
         return None
 
     @staticmethod
-    def elementwise_launcher(rule, record, p, g, states: tuple, ema):
-        """``launch(values)``: one fused pass of ``rule`` over these buffers."""
-        return _launcher(cpu_loops.elementwise_kernel(rule, record), p.size, (p, g, states, ema))
+    def elementwise_launcher(rule, record, p, g, states: tuple, ema, mirror=None, roundings=(),
+                             mirror_rounding="nearest"):
+        """``launch(values)``: one fused pass of ``rule`` over these buffers
+        (see :func:`fastopt.backends.cpu_loops.elementwise_kernel`)."""
+        kernel = cpu_loops.elementwise_kernel(rule, record, roundings, mirror_rounding)
+        return _launcher(kernel, p.size, (p, g, states, ema, mirror))
 
     @staticmethod
-    def segmented_launcher(segmented, record, p, g, states: tuple, ema, segments):
+    def segmented_launcher(segmented, record, p, g, states: tuple, ema, segments, mirror=None, roundings=(),
+                           mirror_rounding="nearest"):
         """``launch(values)``: the two-pass segmented driver over these
         buffers; ``segments`` are the tensors as ``(start, stop)`` ranges (None:
         the whole buffer is one tensor)."""
-        kernel = cpu_loops.segmented_kernel(segmented, record, BLOCK)
+        kernel = cpu_loops.segmented_kernel(segmented, record, BLOCK, roundings, mirror_rounding)
         lo, hi, tensor, n_tensors = block_plan(p.size, normalise_segments(p.size, segments))
-        return _launcher(kernel, p.size, (p, g, states, ema), (lo, hi, tensor, n_tensors))
+        return _launcher(kernel, p.size, (p, g, states, ema, mirror), (lo, hi, tensor, n_tensors))
 
     @staticmethod
     def sum_of_squares(g: np.ndarray) -> float:
@@ -162,11 +168,14 @@ class CPUBackend:
         if g.size == 0:
             return 0.0
         partial = np.empty(-(-g.size // REDUCTION_BLOCK), np.float64)
-        _block_sums_of_squares(g, partial, g.dtype.type(0), g.size < threshold_for(g.size))
+        zero = np.float32(0) if g.dtype == BFLOAT16 else g.dtype.type(0)
+        _block_sums_of_squares(g, partial, zero, g.size < threshold_for(g.size))
         return float(np.sum(partial))
 
     @staticmethod
     def all_finite(g: np.ndarray) -> bool:
+        if g.dtype == BFLOAT16:  # exponent bits all set: inf or NaN
+            return not bool(np.any((g & 0x7F80) == 0x7F80))
         return bool(np.isfinite(g).all())
 
     @staticmethod
@@ -183,7 +192,10 @@ class CPUBackend:
 
     @staticmethod
     def scale_(a: np.ndarray, factor: float) -> None:
-        np.multiply(a, a.dtype.type(factor), out=a)
+        if a.dtype == BFLOAT16:
+            a[:] = float32_to_bfloat16(bfloat16_to_float32(a) * np.float32(factor))
+        else:
+            np.multiply(a, a.dtype.type(factor), out=a)
 
 
 CPU = CPUBackend()

@@ -20,11 +20,15 @@ from numba import prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from ..config import element_jit, loop_jit
+from .bits import noise, step_key_of
 from .cache import enable_cache, function_key
-from .codecs import load_states, load_value, store_states, store_value
+from .codecs import MAX_STATES, load_states, load_value, states_storer, store_value, value_storer
 
-HEAD = 4
-"""Values before the coefficient record: ``(grad_scale, grad_bound, ema_decay, ema_keep)``."""
+HEAD = 6
+"""Values before the coefficient record: ``(grad_scale, grad_bound, ema_decay,
+ema_keep, key_low, key_high)``. The key's two 16-bit halves (exact in any
+float dtype) seed the stochastic rounding of this step (see
+:func:`fastopt.backends.bits.step_key`)."""
 
 
 @element_jit
@@ -47,6 +51,15 @@ def ema_update(e, p, decay, keep):
 _kernels: dict = {}
 
 
+def canonical_roundings(roundings) -> tuple:
+    """``roundings`` without its trailing ``"nearest"`` entries (the default),
+    so that equal layouts share one kernel."""
+    roundings = list(roundings)
+    while roundings and roundings[-1] == "nearest":
+        roundings.pop()
+    return tuple(roundings)
+
+
 def _cached(key, build):
     kernel = _kernels.get(key)
     if kernel is None:
@@ -54,34 +67,45 @@ def _cached(key, build):
     return kernel
 
 
-def elementwise_kernel(rule, record):
-    """``kernel(p, g, states, ema, values, serial_below)``: one fused pass of
-    ``rule`` over flat buffers.
+def elementwise_kernel(rule, record, roundings: tuple = (), mirror_rounding: str = "nearest"):
+    """``kernel(p, g, states, ema, mirror, values, serial_below)``: one fused
+    pass of ``rule`` over flat buffers.
 
     ``p`` is updated in place from ``g`` and the tuple of state storages
-    ``states`` (updated in place too); ``ema`` is the parameter EMA's storage or
-    None (compiled away). Built once per rule and process, compiled once per
+    ``states`` (updated in place too; state ``k`` rounds as ``roundings[k]``
+    says when its codec rounds, nearest by default); ``ema`` is the parameter
+    EMA's storage or None (compiled away); ``mirror`` is a low-precision copy
+    of the params to write in the same pass (a bfloat16 model's weights when
+    ``p`` is its float32 master copy), rounded as ``mirror_rounding`` says, or
+    None. Built once per rule, roundings and process, compiled once per
     layout (the storages' types), loaded from the on-disk cache after the
     first process.
     """
-    return _cached(("elementwise", rule, record), lambda: _build_elementwise(rule, record))
+    roundings = canonical_roundings(roundings)
+    key = ("elementwise", rule, record, roundings, mirror_rounding)
+    return _cached(key, lambda: _build_elementwise(rule, record, roundings, mirror_rounding))
 
 
-def _build_elementwise(rule, record):
+def _build_elementwise(rule, record, roundings, mirror_rounding):
     n_values = HEAD + len(record._fields)
+    store_states = states_storer(roundings)
+    store_mirror = value_storer(mirror_rounding)
 
     # The record is built inside the per-element function from the plain
     # tuple (parfor outlining cannot carry a named tuple type); LLVM hoists it.
     @element_jit
-    def element(i, p, g, states, ema, t):
+    def element(i, p, g, states, ema, mirror, t):
         pi, si = rule(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]), load_states(states, i),
                       record(*t[HEAD:]))
-        store_states(states, i, si)
+        key = step_key_of(t[4], t[5])
+        store_states(states, i, si, key)
         if ema is not None:
             store_value(ema, i, ema_update(load_value(ema, i), pi, t[2], t[3]))
         store_value(p, i, pi)
+        if mirror is not None:
+            store_mirror(mirror, i, pi, noise(key, i, MAX_STATES))
 
-    def update(p, g, states, ema, values, serial_below):
+    def update(p, g, states, ema, mirror, values, serial_below):
         buffer = np.empty(n_values, p.dtype)
         for k in range(n_values):
             buffer[k] = values[k]
@@ -89,13 +113,13 @@ def _build_elementwise(rule, record):
         n = p.size
         if n < serial_below:
             for i in range(n):
-                element(i, p, g, states, ema, t)
+                element(i, p, g, states, ema, mirror, t)
         else:
             for i in prange(n):
-                element(i, p, g, states, ema, t)
+                element(i, p, g, states, ema, mirror, t)
 
     kernel = loop_jit()(update)
-    enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}")
+    enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}|{roundings}|{mirror_rounding}")
     return kernel
 
 
@@ -131,9 +155,9 @@ def fixed_order_sum_of_squares(x, n):
     return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
 
 
-def segmented_kernel(segmented, record, block: int):
-    """``kernel(p, g, states, ema, values, serial_below, block_lo, block_hi,
-    block_tensor, n_tensors)``: the two-pass driver of a rule whose step is
+def segmented_kernel(segmented, record, block: int, roundings: tuple = (), mirror_rounding: str = "nearest"):
+    """``kernel(p, g, states, ema, mirror, values, serial_below, block_lo,
+    block_hi, block_tensor, n_tensors)``: the two-pass driver of a rule whose step is
     scaled per tensor (see :class:`fastopt.rules.Segmented`).
 
     Pass one updates the states and sums ``p**2`` and ``r**2`` (``r`` the
@@ -144,12 +168,15 @@ def segmented_kernel(segmented, record, block: int):
     no scratch buffer) and applies ``p -= factor[tensor] * r``. Blocks come
     from :func:`fastopt.backends.segments.block_plan`.
     """
-    key = ("segmented", segmented, record, block)
-    return _cached(key, lambda: _build_segmented(segmented, record, block))
+    roundings = canonical_roundings(roundings)
+    key = ("segmented", segmented, record, block, roundings, mirror_rounding)
+    return _cached(key, lambda: _build_segmented(segmented, record, block, roundings, mirror_rounding))
 
 
-def _build_segmented(segmented, record, block: int):
+def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rounding: str):
     direction, recompute, step_size = segmented.direction, segmented.recompute, segmented.step_size
+    store_states = states_storer(roundings)
+    store_mirror = value_storer(mirror_rounding)
     n_values = HEAD + len(record._fields)
     lr_index = HEAD + record._fields.index("lr")
 
@@ -157,18 +184,20 @@ def _build_segmented(segmented, record, block: int):
     def pass_one(p, g, states, t, lo, hi, r):
         # Index from lo in a local loop over a block's scratch: r stays in cache.
         c = record(*t[HEAD:])
+        key = step_key_of(t[4], t[5])
         for k in range(hi - lo):
             i = lo + k
             ri, si = direction(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]),
                                load_states(states, i), c)
-            store_states(states, i, si)
+            store_states(states, i, si, key)
             r[k] = ri
         return fixed_order_sum_of_squares(p[lo:hi], hi - lo), fixed_order_sum_of_squares(r, hi - lo)
 
     @element_jit
-    def pass_two(p, states, ema, t, factor, apply, lo, hi):
+    def pass_two(p, states, ema, mirror, t, factor, apply, lo, hi):
         c = record(*t[HEAD:])
         decay, keep = t[2], t[3]
+        key = step_key_of(t[4], t[5])
         for i in range(lo, hi):
             pi = load_value(p, i)
             if apply:
@@ -176,8 +205,10 @@ def _build_segmented(segmented, record, block: int):
                 store_value(p, i, pi)
             if ema is not None:
                 store_value(ema, i, ema_update(load_value(ema, i), pi, decay, keep))
+            if mirror is not None:
+                store_mirror(mirror, i, pi, noise(key, i, MAX_STATES))
 
-    def update(p, g, states, ema, values, serial_below, block_lo, block_hi, block_tensor, n_tensors):
+    def update(p, g, states, ema, mirror, values, serial_below, block_lo, block_hi, block_tensor, n_tensors):
         buffer = np.empty(n_values, p.dtype)
         for k in range(n_values):
             buffer[k] = values[k]
@@ -211,12 +242,13 @@ def _build_segmented(segmented, record, block: int):
         if serial:
             for b in range(nb):
                 k = block_tensor[b]
-                pass_two(p, states, ema, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
+                pass_two(p, states, ema, mirror, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
         else:
             for b in prange(nb):
                 k = block_tensor[b]
-                pass_two(p, states, ema, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
+                pass_two(p, states, ema, mirror, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
 
     kernel = loop_jit()(update)
-    enable_cache(kernel, f"segmented|{function_key(direction)}|{record.__name__}|{block}")
+    enable_cache(kernel, f"segmented|{function_key(direction)}|{record.__name__}|{block}|{roundings}|"
+                         f"{mirror_rounding}")
     return kernel

@@ -7,6 +7,16 @@ import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+BFLOAT16_BITS = np.dtype(np.uint16)
+"""How a bfloat16 array is seen inside fastopt: its raw bits (NumPy has no
+bfloat16; ``ml_dtypes.bfloat16`` arrays and torch bfloat16 tensors are
+viewed, never copied)."""
+
+
+def is_bfloat16(dtype) -> bool:
+    """Whether ``dtype`` is a bfloat16 dtype (``ml_dtypes.bfloat16``, or torch's)."""
+    return str(dtype) in ("bfloat16", "torch.bfloat16")
+
 
 def _torch_tensor_to_numpy(obj, what: str):
     if obj.device.type != "cpu":
@@ -14,7 +24,15 @@ def _torch_tensor_to_numpy(obj, what: str):
             f"{what} is a torch tensor on {obj.device}; the CPU backend takes CPU "
             "arrays only (GPU arrays need the CUDA backend)"
         )
-    return obj.detach().numpy()
+    tensor = obj.detach()
+    if is_bfloat16(tensor.dtype):
+        import torch
+
+        # A view of the same memory: torch has no NumPy bfloat16, int16 bits do.
+        return tensor.view(torch.int16).numpy().view(BFLOAT16_BITS)
+    if tensor.dtype.is_complex:
+        raise TypeError(f"{what} is a complex torch tensor; fastopt updates real float32, float64 or bfloat16")
+    return tensor.numpy()
 
 
 def to_ndarray(obj, what: str) -> np.ndarray:
@@ -34,10 +52,13 @@ def to_ndarray(obj, what: str) -> np.ndarray:
     return np.asarray(obj)
 
 
-def flat_view(array: np.ndarray, what: str, *, writeable: bool = True) -> np.ndarray:
-    """A 1-D view of a contiguous float32/float64 array; raises otherwise."""
-    if array.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{what} has dtype {array.dtype}; fastopt supports float32 and float64")
+def flat_view(array: np.ndarray, what: str, *, writeable: bool = True, bfloat16: bool = False) -> np.ndarray:
+    """A 1-D view of a contiguous float32/float64 array; raises otherwise.
+    With ``bfloat16`` the array holds bfloat16 bits (uint16, from
+    :func:`bfloat16_bits`) and is accepted as such."""
+    if not (bfloat16 and array.dtype == BFLOAT16_BITS) and array.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{what} has dtype {array.dtype}; fastopt supports float32, float64 and bfloat16 "
+                        "(ml_dtypes.bfloat16 arrays, torch bfloat16 tensors)")
     if writeable and not array.flags.writeable:
         raise ValueError(f"{what} is read-only; it must be writeable to be updated in place")
     if array.flags.c_contiguous:
@@ -52,12 +73,21 @@ def flat_view(array: np.ndarray, what: str, *, writeable: bool = True) -> np.nda
     return flat
 
 
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """An ``ml_dtypes.bfloat16`` array's uint16 view (other arrays unchanged)."""
+    return array.view(BFLOAT16_BITS) if is_bfloat16(array.dtype) else array
+
+
 def param_grad_pair(param, grad, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one (param, grad) pair and return their flat views."""
-    p = to_ndarray(param, f"{where} param")
-    g = to_ndarray(grad, f"{where} grad")
-    pf = flat_view(p, f"{where} param")
-    gf = flat_view(g, f"{where} grad", writeable=False)
+    """Validate one (param, grad) pair and return their flat views (bfloat16
+    params and grads as their uint16 bits: see :func:`is_bfloat16`)."""
+    bf16 = is_bfloat16(getattr(param, "dtype", None))
+    if bf16 != is_bfloat16(getattr(grad, "dtype", None)):
+        raise TypeError(f"{where}: param dtype {param.dtype} and grad dtype {grad.dtype} differ")
+    p = bfloat16_bits(to_ndarray(param, f"{where} param"))
+    g = bfloat16_bits(to_ndarray(grad, f"{where} grad"))
+    pf = flat_view(p, f"{where} param", bfloat16=bf16)
+    gf = flat_view(g, f"{where} grad", writeable=False, bfloat16=bf16)
     check_pair(p, g, where)
     return pf, gf
 

@@ -23,8 +23,9 @@ from .timing import Contender
 
 TwinCoefficients = coefficient_record("TwinCoefficients", "unused")
 
-TWIN_VALUES = (1.0, np.inf, 0.0, 1.0, 0.0)
-"""The twin's per-step values: unit gradient scale, no clipping, no EMA."""
+TWIN_VALUES = (1.0, np.inf, 0.0, 1.0, 0.0, 0.0, 0.0)
+"""The twin's per-step values: unit gradient scale, no clipping, no EMA, no
+rounding key, one unused coefficient."""
 
 
 @element_jit
@@ -72,7 +73,7 @@ def bytes_per_step(name: str, h: dict, n: int, dtype) -> int:
 
 
 def twin_kernel(n_states: int):
-    """The compiled twin ``kernel(p, g, states, ema, values, serial_below)``."""
+    """The compiled twin ``kernel(p, g, states, ema, mirror, values, serial_below)``."""
     if not 0 <= n_states < len(TWIN_RULES):
         raise ValueError(f"no roofline twin for {n_states} state arrays (have 0..{len(TWIN_RULES) - 1})")
     return cpu_loops.elementwise_kernel(TWIN_RULES[n_states], TwinCoefficients)
@@ -86,7 +87,7 @@ def twin_step(p: np.ndarray, g: np.ndarray, states: tuple, serial_below: int | N
     """
     kernel = twin_kernel(len(states))
     threshold = cpu.threshold_for(p.size) if serial_below is None else serial_below
-    kernel(p, g, tuple(states), None, TWIN_VALUES, threshold)
+    kernel(p, g, tuple(states), None, None, TWIN_VALUES, threshold)
 
 
 def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> Contender:

@@ -101,9 +101,14 @@ class Spec:
     segmented : Segmented or None
         For rules whose step needs a per-tensor reduction (LAMB); None for
         element-wise rules.
-    max_states : tuple of str
-        State names that hold a running maximum (AMSGrad's, Adamax's infinity
-        norm): the low-precision codecs treat them specially.
+    state_roles : dict
+        State name -> what its values are, which decides how a low-precision
+        codec stores them: ``"moment"`` (signed, on the gradient's scale; the
+        default), ``"square"`` (non-negative, on the gradient's scale squared),
+        ``"max_square"`` (a running maximum of squares, AMSGrad's: must never
+        be stored below a value it dominated), ``"decaying_max"`` (Adamax's
+        infinity norm, a maximum that decays by a factor close to 1 every
+        step: rounding to nearest would freeze the decay).
     """
 
     name: str
@@ -119,7 +124,11 @@ class Spec:
     cross_check: Callable | None = None
     torch_name: str | None = None
     segmented: Segmented | None = None
-    max_states: tuple = ()
+    state_roles: dict = field(default_factory=dict)
+
+    def role(self, state: str) -> str:
+        """The role of state ``state`` (see ``state_roles``)."""
+        return self.state_roles.get(state, "moment")
 
     def hyperparameters(self, values: dict):
         """The record the coefficient and variant functions read (``h.lr``,

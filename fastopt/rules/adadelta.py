@@ -51,4 +51,5 @@ SPEC = Spec(
     record=AdadeltaCoefficients,
     coefficients=_coefficients,
     torch_name="Adadelta",
+    state_roles=dict(square_avg="square", acc_delta="square"),
 )

@@ -51,4 +51,5 @@ SPEC = Spec(
     coefficients=_coefficients,
     state_fill={"sum": lambda h: h.initial_accumulator_value},
     torch_name="Adagrad",
+    state_roles=dict(sum="square"),
 )

@@ -76,7 +76,7 @@ SPEC = Spec(
     record=AdamCoefficients,
     coefficients=_make_coefficients(decoupled=False),
     torch_name="Adam",
-    max_states=("max_exp_avg_sq",),
+    state_roles=dict(exp_avg_sq="square", max_exp_avg_sq="max_square"),
 )
 
 DOC_W = r"""AdamW: Adam with decoupled weight decay.
@@ -103,5 +103,5 @@ SPEC_W = Spec(
     record=AdamCoefficients,
     coefficients=_make_coefficients(decoupled=True),
     torch_name="AdamW",
-    max_states=("max_exp_avg_sq",),
+    state_roles=dict(exp_avg_sq="square", max_exp_avg_sq="max_square"),
 )

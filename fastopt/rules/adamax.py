@@ -55,5 +55,5 @@ SPEC = Spec(
     record=AdamaxCoefficients,
     coefficients=_coefficients,
     torch_name="Adamax",
-    max_states=("exp_inf",),
+    state_roles=dict(exp_inf="decaying_max"),
 )

@@ -91,4 +91,5 @@ SPEC = Spec(
     record=LAMBCoefficients,
     coefficients=_coefficients,
     segmented=Segmented(direction=lamb_direction, recompute=lamb_recompute, step_size=lamb_step_size),
+    state_roles=dict(exp_avg_sq="square"),
 )

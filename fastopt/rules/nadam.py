@@ -80,4 +80,5 @@ SPEC = Spec(
     coefficients=_coefficients,
     carry=(("mu_product", 1.0),),
     torch_name="NAdam",
+    state_roles=dict(exp_avg_sq="square"),
 )

@@ -89,4 +89,5 @@ SPEC = Spec(
     record=RAdamCoefficients,
     coefficients=_coefficients,
     torch_name="RAdam",
+    state_roles=dict(exp_avg_sq="square"),
 )

@@ -90,4 +90,5 @@ SPEC = Spec(
     record=RMSpropCoefficients,
     coefficients=_coefficients,
     torch_name="RMSprop",
+    state_roles=dict(square_avg="square"),
 )

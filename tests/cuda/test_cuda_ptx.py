@@ -130,7 +130,7 @@ def test_device_prologue_compiles_every_coefficient_function(name, guarded):
     f64, i64 = types.Array(types.float64, 1, "C"), types.Array(types.int64, 1, "C")
     f64_2d = types.Array(types.float64, 2, "C")
     signature = types.void(f64, i64, f64_2d, f64, types.float64, types.float64, types.float64, types.float64,
-                           f64_2d)
+                           types.uint64, types.int64, f64_2d)
     ptx = _ptx(device_steps.prologue_source(SPECS[name], guarded), signature)
     assert "st.global.f64" in ptx
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cpu_loops import canonical_roundings
 from ..segments import BLOCK, block_plan, normalise_segments
 from . import kernels as K
 from .arrays import device_index, device_pair, device_view, stream_of
@@ -114,8 +115,9 @@ class CUDABackend:
         """``a[:] *= factor``, queued on ``a``'s stream (standalone clipping)."""
         if a.size:
             kernel = helper("scale", a.dtype)
+            cast = a.dtype.type if a.dtype.kind == "f" else np.float32
             configured(kernel, self._blocks(a.size, device_index(a)), self.threads_per_block, stream_of(a))(
-                a, a.dtype.type(factor))
+                a, cast(factor))
 
     def _blocks(self, n: int, device=None, threads: int | None = None, kernel=None, per_thread: int = 1) -> int:
         """Grid size for ``n`` elements, ``per_thread`` per thread per trip,
@@ -126,7 +128,8 @@ class CUDABackend:
 
     # -- the update ----------------------------------------------------------
 
-    def elementwise_launcher(self, rule, record, p, g, states: tuple, ema, device_values=None):
+    def elementwise_launcher(self, rule, record, p, g, states: tuple, ema, mirror=None, device_values=None,
+                             roundings=(), mirror_rounding="nearest"):
         """``launch(values)``: one fused pass of ``rule`` over these device
         arrays, queued on ``p``'s owner's current stream. The vectorized
         kernel runs when every array is aligned to its vector width (always
@@ -134,16 +137,20 @@ class CUDABackend:
         one-element-per-trip kernel). With ``device_values = (array, row)``
         (device-resident steps, :mod:`.device_steps`) the kernel reads its
         values from that row and ``launch`` ignores its argument."""
-        dtype = np.dtype(p.dtype)
-        with_ema = ema is not None
-        storages = tuple(states) + ((ema,) if with_ema else ())
+        dtype, grad_dtype = np.dtype(p.dtype), np.dtype(g.dtype)
+        with_ema, with_mirror = ema is not None, mirror is not None
+        storages = tuple(states) + ((ema,) if with_ema else ()) + ((mirror,) if with_mirror else ())
+        kinds = tuple(np.dtype(s.dtype) for s in storages)
         n_values = K.HEAD + len(record._fields)
         vectorized = K.vector_aligned(p, g, *storages)
         on_device_values = device_values is not None
+        roundings = canonical_roundings(roundings)
         kernel = compile_kernel(
-            ("elementwise", rule, record, with_ema, dtype, len(storages), vectorized, on_device_values),
-            lambda: (K.elementwise_source(rule, record, with_ema, vectorized, on_device_values, dtype),
-                     K.update_signature(dtype, len(storages), n_values, on_device_values)),
+            ("elementwise", rule, record, with_ema, with_mirror, dtype, grad_dtype, kinds, vectorized,
+             on_device_values, roundings, mirror_rounding),
+            lambda: (K.elementwise_source(rule, record, with_ema, vectorized, on_device_values, dtype, with_mirror,
+                                          roundings, mirror_rounding),
+                     K.update_signature(dtype, kinds, n_values, on_device_values, grad_dtype)),
             bounds=launch_bounds(dtype))
         args = (p, g, storages) + (tuple(device_values) if on_device_values else ())
         return self._launch_over(kernel, p, args, dtype, K.VEC if vectorized else 1, on_device_values)
@@ -182,19 +189,24 @@ class CUDABackend:
 
         return launch
 
-    def segmented_launcher(self, segmented, record, p, g, states: tuple, ema, segments, device_values=None):
+    def segmented_launcher(self, segmented, record, p, g, states: tuple, ema, segments, mirror=None,
+                           device_values=None, roundings=(), mirror_rounding="nearest"):
         """``launch(values)``: the two-pass segmented driver (LAMB) over these
         device arrays; ``segments`` and ``device_values`` as for the CPU
         backend and :meth:`elementwise_launcher`."""
-        dtype = np.dtype(p.dtype)
-        with_ema = ema is not None
-        storages = tuple(states) + ((ema,) if with_ema else ())
+        dtype, grad_dtype = np.dtype(p.dtype), np.dtype(g.dtype)
+        with_ema, with_mirror = ema is not None, mirror is not None
+        storages = tuple(states) + ((ema,) if with_ema else ()) + ((mirror,) if with_mirror else ())
+        kinds = tuple(np.dtype(s.dtype) for s in storages)
         n_values = K.HEAD + len(record._fields)
         threads = self.reduction_threads
         on_device_values = device_values is not None
-        sources = K.segmented_sources(segmented, record, with_ema, threads, on_device_values, dtype)
-        signatures = K.segmented_signatures(dtype, len(storages), n_values, on_device_values)
-        key = ("segmented", segmented, record, with_ema, dtype, len(storages), threads, on_device_values)
+        roundings = canonical_roundings(roundings)
+        sources = K.segmented_sources(segmented, record, with_ema, threads, on_device_values, dtype, with_mirror,
+                                      roundings, mirror_rounding)
+        signatures = K.segmented_signatures(dtype, kinds, n_values, on_device_values, grad_dtype)
+        key = ("segmented", segmented, record, with_ema, with_mirror, dtype, grad_dtype, kinds, threads,
+               on_device_values, roundings, mirror_rounding)
         one, per_tensor, two = (compile_kernel(key + (k,), lambda k=k: (sources[k], signatures[k]))
                                 for k in range(3))
         lo, hi, tensor, n_tensors = block_plan(p.size, normalise_segments(p.size, segments), self.segment_block)
@@ -231,11 +243,11 @@ class CUDABackend:
 
         return launch
 
-    def device_steps(self, spec, groups, bound: float, decay: float):
+    def device_steps(self, spec, groups, bound: float, decay: float, seed: int = 0):
         """The device-resident step state of one optimizer (see :mod:`.device_steps`)."""
         from .device_steps import DeviceSteps
 
-        return DeviceSteps(self, spec, groups, bound, decay)
+        return DeviceSteps(self, spec, groups, bound, decay, seed)
 
     # -- gradient checks -------------------------------------------------------
 

@@ -30,6 +30,8 @@ import math
 import numpy as np
 from numba import types
 
+from ..bits import mix32
+from ..codecs import load_value
 from ..cpu_loops import HEAD
 from .arrays import stream_of
 from .generated import compile_source, flatten_hyperparameters, hyper_maker, row_reader
@@ -58,7 +60,7 @@ def flagged_sums_source(threads: int, chunk: int):
             bad = 0.0
             i = lo + t
             while i < hi:
-                x = np.float64(g[i])
+                x = np.float64(load_value(g, i))
                 if math.isinf(x) or math.isnan(x):
                     bad = 1.0
                 acc += x * x
@@ -120,8 +122,10 @@ def _row_writer(n: int, offset: int):
 
 
 def prologue_source(spec, guarded: bool):
-    """``kernel(hyper, steps, carries, control, scale, bound, decay, keep, values)``
-    (a thread per buffer): see the module docs."""
+    """``kernel(hyper, steps, carries, control, scale, bound, decay, keep, seed,
+    group, values)`` (a thread per buffer): see the module docs. The
+    stochastic rounding key of each row is :func:`fastopt.backends.bits.step_key`
+    of (``seed``, the new step, ``group``, the row): the host's formula."""
     make = hyper_maker(spec)
     coefficients = cuda.jit(device=True)(spec.coefficients)
     n_record = len(spec.record._fields)
@@ -131,7 +135,7 @@ def prologue_source(spec, guarded: bool):
     write_record = _row_writer(n_record, HEAD)
     write_carry = _row_writer(n_carry, 0)
 
-    def prologue(hyper, steps, carries, control, scale, bound, decay, keep, values):
+    def prologue(hyper, steps, carries, control, scale, bound, decay, keep, seed, group, values):
         k = cuda.grid(1)
         if k < steps.size:
             if guarded:
@@ -152,6 +156,10 @@ def prologue_source(spec, guarded: bool):
                 values[k, 1] = bound
                 values[k, 2] = decay
                 values[k, 3] = keep
+                key = mix32(np.uint64(seed) ^ np.uint64(mix32((np.uint64(step) * np.uint64(1024) + np.uint64(k))
+                                                               ^ (np.uint64(group) << np.uint64(20)))))
+                values[k, 4] = np.float64(key & np.uint64(0xFFFF))
+                values[k, 5] = np.float64(key >> np.uint64(16))
                 write_record(values, k, record)
                 values[k, n_values] = 0.0
 
@@ -171,8 +179,9 @@ class DeviceSteps:
         The value-clipping bound (inf: none) and the EMA decay (0: none).
     """
 
-    def __init__(self, backend, spec, groups, bound: float, decay: float):
+    def __init__(self, backend, spec, groups, bound: float, decay: float, seed: int = 0):
         self.backend = backend
+        self.seed = int(seed) & 0xFFFFFFFF
         self.spec = spec
         self.groups = groups
         self.bound, self.decay = float(bound), float(decay)
@@ -207,7 +216,7 @@ class DeviceSteps:
         self._finalize = compile_kernel(("finalize", threads), lambda: (
             finalize_source(threads), types.void(f64, f64, types.float64, types.float64, types.float64, f64)))
         signature = types.void(f64, i64, f64_2d, f64, types.float64, types.float64, types.float64,
-                               types.float64, f64_2d)
+                               types.float64, types.uint64, types.int64, f64_2d)
         self._prologues = {guarded: compile_kernel(("prologue", spec.name, guarded), lambda g=guarded: (
             prologue_source(spec, g), signature)) for guarded in (False, True)}
 
@@ -252,7 +261,7 @@ class DeviceSteps:
         for k, bufs in enumerate(self.groups):
             configured(prologue, 1, max(1, len(bufs)), stream)(
                 self.hyper[k], self.steps[k], self.carries[k], self.control, float(scale), self.bound,
-                self.decay, 1.0 - self.decay, self.values[k])
+                self.decay, 1.0 - self.decay, np.uint64(self.seed), k, self.values[k])
 
     def read_control(self) -> np.ndarray:
         """``[factor, skip, norm, skipped_count]`` after every queued step."""

@@ -19,11 +19,20 @@ import math
 import numpy as np
 from numba import types
 
-from ..codecs import load_states, load_value, store_states, store_value
+from ..bits import noise, step_key_of
+from ..codecs import MAX_STATES, load_states, load_value, states_storer, store_value, value_storer
 from ..cpu_loops import HEAD, clip_value, ema_update
 from .generated import row_reader
 from .runtime import SIMULATOR, cuda
-from .vectors import VEC, lane, load_states_vector, load_vector, load_vector_readonly, store_states_vector, store_vector
+from .vectors import (
+    VEC,
+    lane,
+    load_states_vector,
+    load_vector,
+    load_vector_readonly,
+    states_vector_storer,
+    vector_storer,
+)
 
 
 def _device(function):
@@ -38,16 +47,20 @@ def _device_function(function):
 
 
 def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, device_values: bool = False,
-                       dtype=np.float32):
+                       dtype=np.float32, with_mirror: bool = False, roundings: tuple = (),
+                       mirror_rounding: str = "nearest"):
     """The Python function of the update kernel.
 
-    ``kernel(p, g, s, c)``: ``s`` is the tuple of state storages, with the
-    parameter EMA last when ``with_ema``; ``c`` the tuple of per-step values in
-    the buffer dtype. With ``device_values`` the kernel is
-    ``kernel(p, g, s, values, row)`` instead and reads its values from row
-    ``row`` of the float64 device array ``values`` (written there by the
-    device prologue, :mod:`.device_steps`), doing nothing when the row's last
-    entry (the skip flag) is set.
+    ``kernel(p, g, s, c)``: ``s`` is the tuple of state storages, followed by
+    the parameter EMA when ``with_ema`` and by the params' low-precision mirror
+    when ``with_mirror`` (see :func:`fastopt.backends.cpu_loops.elementwise_kernel`);
+    ``c`` the tuple of per-step values in the buffer dtype; state ``k``
+    rounds as ``roundings[k]`` says and the mirror as ``mirror_rounding``
+    (see :func:`fastopt.backends.cpu_loops.elementwise_kernel`). With
+    ``device_values`` the kernel is ``kernel(p, g, s, values, row)`` instead and
+    reads its values from row ``row`` of the float64 device array ``values``
+    (written there by the device prologue, :mod:`.device_steps`), doing
+    nothing when the row's last entry (the skip flag) is set.
 
     ``vectorized`` (every storage aligned to its vector width): each thread
     takes ``VEC`` consecutive elements per trip of a grid-stride loop, with
@@ -58,27 +71,43 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
     negative-index wrap-around code). Otherwise, one element per trip.
     """
     rule, clip, ema_of = _device(rule), _device(clip_value), _device(ema_update)
-    load, store = _device(load_states), _device(store_states)
+    load, key_of, noise_of = _device(load_states), _device(step_key_of), _device(noise)
     load_one, store_one = _device(load_value), _device(store_value)
+    store_states = states_storer(roundings)
+    store_mirror = value_storer(mirror_rounding)
+    store_states_vector = states_vector_storer(roundings)
+    store_vector, store_mirror_vector = vector_storer("nearest"), vector_storer(mirror_rounding)
     n_values = HEAD + len(record._fields)
+    n_extra = int(with_ema) + int(with_mirror)
 
-    def element(i, p, g, states, e, rec, scale, bound, decay, keep):
-        pi, si = rule(load_one(p, i), clip(scale * load_one(g, i), bound), load(states, i), rec)
-        store(states, i, si)
+    def split(s, p):
+        """(states, ema or None, mirror or None) from the storages tuple."""
+        if with_ema and with_mirror:
+            return s[:-2], s[-2], s[-1]
         if with_ema:
-            store_one(e, i, ema_of(load_one(e, i), pi, decay, keep))
-        store_one(p, i, pi)
+            return s[:-1], s[-1], None
+        if with_mirror:
+            return s[:-1], None, s[-1]
+        return s, None, None
 
-    element = _device_function(element)
+    def element(i, p, g, states, e, mirror, rec, t):
+        pi, si = rule(load_one(p, i), clip(t[0] * load_one(g, i), t[1]), load(states, i), rec)
+        key = key_of(t[4], t[5])
+        store_states(states, i, si, key)
+        if with_ema:
+            store_one(e, i, ema_of(load_one(e, i), pi, t[2], t[3]))
+        store_one(p, i, pi)
+        if with_mirror:
+            store_mirror(mirror, i, pi, noise_of(key, i, MAX_STATES))
+
+    split, element = _device_function(split), _device_function(element)
 
     if vectorized:
         def body(p, g, s, c):
             rec = record(*c[HEAD:])
             scale, bound, decay, keep = c[0], c[1], c[2], c[3]
-            if with_ema:
-                states, e = s[:-1], s[-1]
-            else:
-                states, e = s, p
+            key = key_of(c[4], c[5])
+            states, e, mirror = split(s, p)
             n = np.uint64(p.size)
             vectors = n // np.uint64(VEC)
             thread = np.uint64(cuda.grid(1))
@@ -97,28 +126,27 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
                 p1, s1 = rule(pv[1], clip(scale * gv[1], bound), lane(sv, 1), rec)
                 p2, s2 = rule(pv[2], clip(scale * gv[2], bound), lane(sv, 2), rec)
                 p3, s3 = rule(pv[3], clip(scale * gv[3], bound), lane(sv, 3), rec)
-                store_states_vector(states, base, s0, s1, s2, s3)
+                store_states_vector(states, base, s0, s1, s2, s3, key)
                 if with_ema:
                     store_vector(e, base, (ema_of(ev[0], p0, decay, keep), ema_of(ev[1], p1, decay, keep),
-                                           ema_of(ev[2], p2, decay, keep), ema_of(ev[3], p3, decay, keep)))
-                store_vector(p, base, (p0, p1, p2, p3))
+                                           ema_of(ev[2], p2, decay, keep), ema_of(ev[3], p3, decay, keep)),
+                                 key, MAX_STATES + 1)
+                store_vector(p, base, (p0, p1, p2, p3), key, MAX_STATES + 1)
+                if with_mirror:
+                    store_mirror_vector(mirror, base, (p0, p1, p2, p3), key, MAX_STATES)
                 j += stride
             i = vectors * np.uint64(VEC) + thread
             if i < n:
-                element(i, p, g, states, e, rec, scale, bound, decay, keep)
+                element(i, p, g, states, e, mirror, rec, c)
     else:
         def body(p, g, s, c):
             rec = record(*c[HEAD:])
-            scale, bound, decay, keep = c[0], c[1], c[2], c[3]
-            if with_ema:
-                states, e = s[:-1], s[-1]
-            else:
-                states, e = s, p
+            states, e, mirror = split(s, p)
             n = np.uint64(p.size)
             i = np.uint64(cuda.grid(1))
             stride = np.uint64(cuda.gridsize(1))
             while i < n:
-                element(i, p, g, states, e, rec, scale, bound, decay, keep)
+                element(i, p, g, states, e, mirror, rec, c)
                 i += stride
 
     if device_values:
@@ -132,13 +160,15 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
         update = body
 
     update.__name__ = (f"{getattr(rule, '__name__', 'rule')}_{'ema_' if with_ema else ''}"
-                       f"{'vector' if vectorized else 'scalar'}_{'device_' if device_values else ''}update")
+                       f"{'mirror_' if with_mirror else ''}{'vector' if vectorized else 'scalar'}_"
+                       f"{'device_' if device_values else ''}update")
+    assert n_extra <= 2
     return update
 
 
 def vector_aligned(*arrays) -> bool:
-    """Whether every device array starts on its vector width (``VEC``
-    elements, at most 16 bytes), so the vectorized kernel may run on them."""
+    """Whether every array starts on its vector width (``VEC`` elements, at
+    most 16 bytes), so the vectorized kernel may run on them."""
     for a in arrays:
         width = min(16, VEC * a.dtype.itemsize)
         if device_address(a) % width:
@@ -154,9 +184,11 @@ def device_address(a) -> int:
     return int(a._ary.ctypes.data)  # the simulator's arrays wrap a NumPy array
 
 
-def numba_dtype(dtype) -> types.Float:
-    """The numba scalar type of a NumPy float dtype."""
-    return types.float32 if np.dtype(dtype) == np.float32 else types.float64
+def numba_dtype(dtype):
+    """The numba scalar type of a NumPy dtype."""
+    from numba.np.numpy_support import from_dtype
+
+    return from_dtype(np.dtype(dtype))
 
 
 def vector(dtype) -> types.Array:
@@ -164,9 +196,17 @@ def vector(dtype) -> types.Array:
     return types.Array(numba_dtype(dtype), 1, "C")
 
 
+def storages_type(dtypes):
+    """The numba type of a tuple of 1-D storages of these dtypes."""
+    items = tuple(vector(d) for d in dtypes)
+    if not items:
+        return types.Tuple(())
+    return types.UniTuple(items[0], len(items)) if len(set(items)) == 1 else types.Tuple(items)
+
+
 def states_type(dtype, n_states: int):
-    arr = vector(dtype)
-    return types.UniTuple(arr, n_states) if n_states else types.Tuple(())
+    """The tuple of ``n_states`` storages of one dtype."""
+    return storages_type([dtype] * n_states)
 
 
 VALUES_ARRAY = types.Array(types.float64, 2, "C")
@@ -174,22 +214,26 @@ VALUES_ARRAY = types.Array(types.float64, 2, "C")
 then the skip flag."""
 
 
-def update_signature(dtype, n_states: int, n_values: int, device_values: bool = False):
-    """``void(p, g, states, values)`` for one dtype, storage count (EMA
-    included) and value count. The values are typed in the buffer dtype, so
-    the launch casts the host's Python floats (one ``ctypes`` conversion each,
-    no array, no copy) and the kernel does float32 math in float32 buffers.
-    With ``device_values``: ``void(p, g, states, values_array, row)``."""
-    arr = vector(dtype)
+def update_signature(dtype, storages, n_values: int, device_values: bool = False, grad_dtype=None):
+    """``void(p, g, storages, values)`` for params of ``dtype``, the storages'
+    dtypes (or their count, all of ``dtype``) and the value count. The values
+    are typed in the params' dtype, so the launch casts the host's Python
+    floats (one ``ctypes`` conversion each, no array, no copy) and the kernel
+    does float32 math in float32 buffers. With ``device_values``:
+    ``void(p, g, storages, values_array, row)``. ``grad_dtype`` defaults to
+    ``dtype`` (bfloat16 gradients arrive as uint16 bits)."""
+    dtypes = [dtype] * storages if isinstance(storages, int) else list(storages)
+    arr, grad = vector(dtype), vector(grad_dtype if grad_dtype is not None else dtype)
     if device_values:
-        return types.void(arr, arr, states_type(dtype, n_states), VALUES_ARRAY, types.int64)
-    return types.void(arr, arr, states_type(dtype, n_states), types.UniTuple(numba_dtype(dtype), n_values))
+        return types.void(arr, grad, storages_type(dtypes), VALUES_ARRAY, types.int64)
+    return types.void(arr, grad, storages_type(dtypes), types.UniTuple(numba_dtype(dtype), n_values))
 
 
 # -- the segmented driver (LAMB) ------------------------------------------------------
 
 def segmented_sources(segmented, record, with_ema: bool, threads: int, device_values: bool = False,
-                      dtype=np.float32):
+                      dtype=np.float32, with_mirror: bool = False, roundings: tuple = (),
+                      mirror_rounding: str = "nearest"):
     """``(pass_one, per_tensor, pass_two)``: the CUDA form of the CPU's
     two-pass segmented driver (:func:`fastopt.backends.cpu_loops.segmented_kernel`).
 
@@ -212,17 +256,23 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
     direction, recompute = _device(segmented.direction), _device(segmented.recompute)
     step_size = _device(segmented.step_size)
     clip, ema_of = _device(clip_value), _device(ema_update)
-    load, store = _device(load_states), _device(store_states)
+    load, key_of = _device(load_states), _device(step_key_of)
+    noise_of, load_one = _device(noise), _device(load_value)
+    store, store_mirror = states_storer(roundings), value_storer(mirror_rounding)
     n_values = HEAD + len(record._fields)
     lr_index = HEAD + record._fields.index("lr")
+    n_extra = int(with_ema) + int(with_mirror)
 
     def one(p, g, s, c, lo, hi, partial):
         shared = cuda.shared.array((2, threads), np.float64)
         record_values = record(*c[HEAD:])
         scale, bound = c[0], c[1]
+        key = key_of(c[4], c[5])
         t = cuda.threadIdx.x
         k = cuda.blockIdx.x
-        if with_ema:
+        if n_extra == 2:
+            states = s[:-2]
+        elif n_extra == 1:
             states = s[:-1]
         else:
             states = s
@@ -232,9 +282,9 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
             i = lo[k] + t
             end = hi[k]
             while i < end:
-                pi = p[i]
-                ri, si = direction(pi, clip(scale * g[i], bound), load(states, i), record_values)
-                store(states, i, si)
+                pi = load_one(p, i)
+                ri, si = direction(pi, clip(scale * load_one(g, i), bound), load(states, i), record_values)
+                store(states, i, si, key)
                 x = np.float64(pi)
                 y = np.float64(ri)
                 acc_p += x * x
@@ -272,29 +322,32 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
     def two(p, s, c, lo, hi, tensor, factors):
         record_values = record(*c[HEAD:])
         decay, keep = c[2], c[3]
+        key = key_of(c[4], c[5])
         t = cuda.threadIdx.x
         k = cuda.blockIdx.x
-        if with_ema:
+        if with_ema and with_mirror:
+            states, e, mirror = s[:-2], s[-2], s[-1]
+        elif with_ema:
             states, e = s[:-1], s[-1]
+        elif with_mirror:
+            states, mirror = s[:-1], s[-1]
         else:
             states = s
         while k < lo.size:
             seg = tensor[k]
             i = lo[k] + t
             end = hi[k]
-            if seg >= 0:
-                factor = factors[seg]
-                while i < end:
-                    pi = p[i]
+            factor = factors[max(seg, 0)]
+            while i < end:
+                pi = load_one(p, i)
+                if seg >= 0:
                     pi = pi - factor * recompute(pi, load(states, i), record_values)
                     p[i] = pi
-                    if with_ema:
-                        e[i] = ema_of(e[i], pi, decay, keep)
-                    i += threads
-            elif with_ema:
-                while i < end:
-                    e[i] = ema_of(e[i], p[i], decay, keep)
-                    i += threads
+                if with_ema:
+                    e[i] = ema_of(e[i], pi, decay, keep)
+                if with_mirror:
+                    store_mirror(mirror, i, pi, noise_of(key, i, MAX_STATES))
+                i += threads
             k += cuda.gridDim.x
 
     if not device_values:
@@ -318,17 +371,19 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
     return pass_one, per_tensor, pass_two
 
 
-def segmented_signatures(dtype, n_states: int, n_values: int, device_values: bool = False):
-    """Signatures of :func:`segmented_sources`' three kernels."""
+def segmented_signatures(dtype, storages, n_values: int, device_values: bool = False, grad_dtype=None):
+    """Signatures of :func:`segmented_sources`' three kernels (arguments as
+    for :func:`update_signature`)."""
     arr, i64 = vector(dtype), types.Array(types.int64, 1, "C")
+    grad = vector(grad_dtype if grad_dtype is not None else dtype)
     f64_2d = types.Array(types.float64, 2, "C")
-    states = states_type(dtype, n_states)
+    states = storages_type([dtype] * storages if isinstance(storages, int) else list(storages))
     if device_values:
-        return (types.void(arr, arr, states, VALUES_ARRAY, types.int64, i64, i64, f64_2d),
+        return (types.void(arr, grad, states, VALUES_ARRAY, types.int64, i64, i64, f64_2d),
                 types.void(f64_2d, i64, i64, VALUES_ARRAY, types.int64, vector(dtype)),
                 types.void(arr, states, VALUES_ARRAY, types.int64, i64, i64, i64, vector(dtype)))
     values = types.UniTuple(numba_dtype(dtype), n_values)
-    return (types.void(arr, arr, states, values, i64, i64, f64_2d),
+    return (types.void(arr, grad, states, values, i64, i64, f64_2d),
             types.void(f64_2d, i64, i64, types.float64, vector(dtype)),
             types.void(arr, states, values, i64, i64, i64, vector(dtype)))
 
@@ -366,6 +421,8 @@ tree_sum_pair = cuda.jit(device=True)(_tree_sum_pair)
 
 
 def sum_of_squares_source(threads: int, chunk: int):
+    load_one = _device(load_value)
+
     """``kernel(g, partial)``: ``partial[k]`` = float64 sum of ``g[i]**2`` over
     chunk ``k`` (elements ``[k * chunk, (k + 1) * chunk)``).
 
@@ -387,7 +444,7 @@ def sum_of_squares_source(threads: int, chunk: int):
             acc = 0.0
             i = lo + t
             while i < hi:
-                x = np.float64(g[i])
+                x = np.float64(load_one(g, i))
                 acc += x * x
                 i += threads
             shared[t] = acc
@@ -424,7 +481,7 @@ def all_finite(g, flag):
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < g.size:
-        x = g[i]
+        x = load_value(g, i)
         if math.isinf(x) or math.isnan(x):
             flag[0] = 0
         i += stride
@@ -440,11 +497,11 @@ def fill(a, value):
 
 
 def scale(a, factor):
-    """``a[:] *= factor`` (``factor`` already in ``a``'s dtype)."""
+    """``a[:] *= factor`` (``factor`` a float32/float64; bfloat16 bits decoded and re-encoded)."""
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < a.size:
-        a[i] *= factor
+        store_value(a, i, load_value(a, i) * factor)
         i += stride
 
 
@@ -462,8 +519,14 @@ def all_finite_signature(dtype):
 
 
 def fill_signature(dtype):
-    """Also the signature of :func:`scale`."""
+    """``void(array, value in the array's dtype)``."""
     return types.void(vector(dtype), numba_dtype(dtype))
+
+
+def scale_signature(dtype):
+    """``void(array, factor)``, the factor a float32 for bfloat16 bits."""
+    factor = types.float32 if np.dtype(dtype).kind != "f" else numba_dtype(dtype)
+    return types.void(vector(dtype), factor)
 
 
 def helper_kernels(dtype, threads: int = 256, chunk: int = 1 << 16) -> dict:
@@ -473,5 +536,5 @@ def helper_kernels(dtype, threads: int = 256, chunk: int = 1 << 16) -> dict:
         "combine": (combine_source(threads), combine_signature()),
         "all_finite": (all_finite, all_finite_signature(dtype)),
         "fill": (fill, fill_signature(dtype)),
-        "scale": (scale, fill_signature(dtype)),
+        "scale": (scale, scale_signature(dtype)),
     }

@@ -13,11 +13,13 @@ the CUDA simulator; the ``@overload`` is what the compiler inlines.
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ..codecs import decode, encode
+from ..bits import noise
+from ..codecs import ENCODERS, MAX_STATES, decode
 
 VEC = 4
 """Elements per thread per trip."""
@@ -112,12 +114,6 @@ def load_vector_readonly(storage, base):
     return load_vector(storage, base)
 
 
-def store_vector(storage, base, values):
-    """Encode and store ``VEC`` values at ``storage[base:base + VEC]``."""
-    for k in range(VEC):
-        storage[base + k] = encode(storage, values[k])
-
-
 @overload(load_vector)
 def _load_vector_impl(storage, base):
     def impl(storage, base):
@@ -136,15 +132,6 @@ def _load_vector_readonly_impl(storage, base):
     return impl
 
 
-@overload(store_vector)
-def _store_vector_impl(storage, base, values):
-    def impl(storage, base, values):
-        _store_vector(storage, base, (encode(storage, values[0]), encode(storage, values[1]),
-                                      encode(storage, values[2]), encode(storage, values[3])))
-
-    return impl
-
-
 def load_states_vector(states, base):
     """``load_vector`` of every storage in the tuple ``states``."""
     return tuple(load_vector(s, base) for s in states)
@@ -153,12 +140,6 @@ def load_states_vector(states, base):
 def lane(vectors, k):
     """Element ``k`` of each vector: the state tuple of one element."""
     return tuple(v[k] for v in vectors)
-
-
-def store_states_vector(states, base, s0, s1, s2, s3):
-    """Store the state tuples of four consecutive elements (one vector store per storage)."""
-    for j, storage in enumerate(states):
-        store_vector(storage, base, (s0[j], s1[j], s2[j], s3[j]))
 
 
 @overload(load_states_vector)
@@ -195,38 +176,87 @@ def _lane(vectors, k):
     return None
 
 
-@overload(store_states_vector)
-def _store_states_vector(states, base, s0, s1, s2, s3):
-    n = len(states)
-    if n == 0:
-        def impl0(states, base, s0, s1, s2, s3):
-            pass
+_storers: dict = {}
 
-        return impl0
-    if n == 1:
-        def impl1(states, base, s0, s1, s2, s3):
-            store_vector(states[0], base, (s0[0], s1[0], s2[0], s3[0]))
 
-        return impl1
-    if n == 2:
-        def impl2(states, base, s0, s1, s2, s3):
-            store_vector(states[0], base, (s0[0], s1[0], s2[0], s3[0]))
-            store_vector(states[1], base, (s0[1], s1[1], s2[1], s3[1]))
+def vector_storer(rounding: str):
+    """``store(storage, base, values, key, index)``: encode ``VEC`` values as
+    ``rounding`` says and store them at ``storage[base:base + VEC]`` with one
+    vector store; stochastic rounding draws its bits from the step's ``key``,
+    each element's position and ``index`` (the storage's place in the layout)."""
+    if rounding in _storers:
+        return _storers[rounding]
+    encode = ENCODERS[rounding]
 
-        return impl2
-    if n == 3:
-        def impl3(states, base, s0, s1, s2, s3):
-            store_vector(states[0], base, (s0[0], s1[0], s2[0], s3[0]))
-            store_vector(states[1], base, (s0[1], s1[1], s2[1], s3[1]))
-            store_vector(states[2], base, (s0[2], s1[2], s2[2], s3[2]))
+    def store(storage, base, values, key, index):
+        for k in range(VEC):
+            storage[base + k] = encode(storage, values[k], noise(key, base + k, index))
 
-        return impl3
-    if n == 4:
-        def impl4(states, base, s0, s1, s2, s3):
-            store_vector(states[0], base, (s0[0], s1[0], s2[0], s3[0]))
-            store_vector(states[1], base, (s0[1], s1[1], s2[1], s3[1]))
-            store_vector(states[2], base, (s0[2], s1[2], s2[2], s3[2]))
-            store_vector(states[3], base, (s0[3], s1[3], s2[3], s3[3]))
+    @overload(store)
+    def _store(storage, base, values, key, index):
+        def impl(storage, base, values, key, index):
+            one = np.uint64(1)
+            _store_vector(storage, base, (
+                encode(storage, values[0], noise(key, base, index)),
+                encode(storage, values[1], noise(key, base + one, index)),
+                encode(storage, values[2], noise(key, base + one + one, index)),
+                encode(storage, values[3], noise(key, base + one + one + one, index))))
 
-        return impl4
-    return None
+        return impl
+
+    _storers[rounding] = store
+    return store
+
+
+def states_vector_storer(roundings: tuple):
+    """``store(states, base, s0, s1, s2, s3, key)``: the state tuples of four
+    consecutive elements, one vector store per storage, storage ``j`` rounded
+    as ``roundings[j]`` says (nearest past the end)."""
+    padded = tuple(roundings) + ("nearest",) * (MAX_STATES - len(roundings))
+    key = ("states", padded)
+    if key in _storers:
+        return _storers[key]
+    v0, v1, v2, v3 = (vector_storer(r) for r in padded[:MAX_STATES])
+
+    def store(states, base, s0, s1, s2, s3, key):
+        for j, storage in enumerate(states):
+            vector_storer(padded[j])(storage, base, (s0[j], s1[j], s2[j], s3[j]), key, j)
+
+    @overload(store)
+    def _store(states, base, s0, s1, s2, s3, key):
+        n = len(states)
+        if n == 0:
+            def impl0(states, base, s0, s1, s2, s3, key):
+                pass
+
+            return impl0
+        if n == 1:
+            def impl1(states, base, s0, s1, s2, s3, key):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
+
+            return impl1
+        if n == 2:
+            def impl2(states, base, s0, s1, s2, s3, key):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
+                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), key, 1)
+
+            return impl2
+        if n == 3:
+            def impl3(states, base, s0, s1, s2, s3, key):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
+                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), key, 1)
+                v2(states[2], base, (s0[2], s1[2], s2[2], s3[2]), key, 2)
+
+            return impl3
+        if n == 4:
+            def impl4(states, base, s0, s1, s2, s3, key):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
+                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), key, 1)
+                v2(states[2], base, (s0[2], s1[2], s2[2], s3[2]), key, 2)
+                v3(states[3], base, (s0[3], s1[3], s2[3], s3[3]), key, 3)
+
+            return impl4
+        return None
+
+    _storers[key] = store
+    return store

@@ -1,0 +1,232 @@
+"""Bit-level work on float32 values (numba has no bfloat16 type), written
+once for the CPU and CUDA compilers as LLVM IR on 32-bit integers, so that
+it vectorises (no branches, no 64-bit widening), each with the plain Python
+twin that runs under the CUDA simulator and in host code. The twins give
+the same bits."""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+from ..config import element_jit
+
+_I16, _I32 = ir.IntType(16), ir.IntType(32)
+_QUIET_NAN = 0x7FC0
+
+
+def _c32(value: int):
+    return ir.Constant(_I32, value)
+
+
+def _to_float32(context, builder, value, from_type):
+    return context.cast(builder, value, from_type, types.float32)
+
+
+def _to_i32(context, builder, value, from_type):
+    """An integer value's low 32 bits."""
+    wide = context.cast(builder, value, from_type, types.uint64)
+    return builder.trunc(wide, _I32)
+
+
+# -- bfloat16 <-> float32 ------------------------------------------------------------
+
+
+def bfloat16_to_float(raw):
+    """The float32 whose top 16 bits are the low 16 bits of ``raw``."""
+    return np.uint32((int(raw) & 0xFFFF) << 16).view(np.float32)
+
+
+def _nan_bits(b: int) -> np.uint16:
+    return np.uint16(((b >> 16) & 0x8000) | _QUIET_NAN)
+
+
+def float_to_bfloat16(x):
+    """``x`` rounded to bfloat16, to nearest with ties to even (NaN: the quiet
+    NaN with the input's sign; values past the largest bfloat16: inf): the
+    16 bits, as uint16."""
+    x = np.float32(x)
+    b = int(x.view(np.uint32))
+    if x != x:
+        return _nan_bits(b)
+    return np.uint16(((b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFFFFFF) >> 16)
+
+
+def float_to_bfloat16_stochastic(x, noise):
+    """``x`` rounded to bfloat16 stochastically: the low 16 bits of ``noise``
+    are added below the kept bits before truncating, so ``x`` rounds up with
+    probability equal to its distance from the bfloat16 below (NaN: a quiet
+    NaN; inf stays inf)."""
+    x = np.float32(x)
+    b = int(x.view(np.uint32))
+    if x != x:
+        return _nan_bits(b)
+    if (b & 0x7F800000) == 0x7F800000:
+        return np.uint16(b >> 16)
+    return np.uint16(((b + (int(noise) & 0xFFFF)) & 0xFFFFFFFF) >> 16)
+
+
+def float_to_bfloat16_up(x):
+    """``x`` rounded to bfloat16 away from zero (up in magnitude) whenever any
+    bit is discarded (NaN: the quiet NaN with its sign; inf stays inf; past
+    the largest bfloat16: inf)."""
+    x = np.float32(x)
+    b = int(x.view(np.uint32))
+    if x != x:
+        return _nan_bits(b)
+    if (b & 0x7F800000) == 0x7F800000:
+        return np.uint16(b >> 16)
+    return np.uint16(((b + 0xFFFF) & 0xFFFFFFFF) >> 16)
+
+
+@intrinsic
+def _bfloat16_to_float(typingctx, raw):
+    def codegen(context, builder, signature, args):
+        bits = builder.shl(builder.and_(_to_i32(context, builder, args[0], signature.args[0]), _c32(0xFFFF)),
+                           _c32(16))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(raw), codegen
+
+
+def _is_nan(builder, x):
+    return builder.fcmp_unordered("uno", x, x)
+
+
+def _nan_pattern(builder, b):
+    """The quiet NaN with the sign of float32 bits ``b``, in the top 16 bits."""
+    return builder.or_(builder.and_(b, _c32(0x80000000)), _c32(_QUIET_NAN << 16))
+
+
+@intrinsic
+def _float_to_bfloat16(typingctx, x):
+    def codegen(context, builder, signature, args):
+        value = _to_float32(context, builder, args[0], signature.args[0])
+        b = builder.bitcast(value, _I32)
+        odd = builder.and_(builder.lshr(b, _c32(16)), _c32(1))
+        rounded = builder.add(b, builder.add(_c32(0x7FFF), odd))
+        out = builder.select(_is_nan(builder, value), _nan_pattern(builder, b), rounded)
+        return builder.trunc(builder.lshr(out, _c32(16)), _I16)
+
+    return types.uint16(x), codegen
+
+
+@intrinsic
+def _float_to_bfloat16_stochastic(typingctx, x, noise):
+    def codegen(context, builder, signature, args):
+        value = _to_float32(context, builder, args[0], signature.args[0])
+        b = builder.bitcast(value, _I32)
+        bias = builder.and_(_to_i32(context, builder, args[1], signature.args[1]), _c32(0xFFFF))
+        special = builder.icmp_unsigned("==", builder.and_(b, _c32(0x7F800000)), _c32(0x7F800000))
+        added = builder.select(special, b, builder.add(b, bias))
+        out = builder.select(_is_nan(builder, value), _nan_pattern(builder, b), added)
+        return builder.trunc(builder.lshr(out, _c32(16)), _I16)
+
+    return types.uint16(x, noise), codegen
+
+
+@intrinsic
+def _float_to_bfloat16_up(typingctx, x):
+    def codegen(context, builder, signature, args):
+        value = _to_float32(context, builder, args[0], signature.args[0])
+        b = builder.bitcast(value, _I32)
+        special = builder.icmp_unsigned("==", builder.and_(b, _c32(0x7F800000)), _c32(0x7F800000))
+        added = builder.select(special, b, builder.add(b, _c32(0xFFFF)))
+        out = builder.select(_is_nan(builder, value), _nan_pattern(builder, b), added)
+        return builder.trunc(builder.lshr(out, _c32(16)), _I16)
+
+    return types.uint16(x), codegen
+
+
+@overload(float_to_bfloat16_up)
+def _float_to_bfloat16_up_impl(x):
+    return lambda x: _float_to_bfloat16_up(x)
+
+
+@overload(bfloat16_to_float)
+def _bfloat16_to_float_impl(raw):
+    return lambda raw: _bfloat16_to_float(raw)
+
+
+@overload(float_to_bfloat16)
+def _float_to_bfloat16_impl(x):
+    return lambda x: _float_to_bfloat16(x)
+
+
+@overload(float_to_bfloat16_stochastic)
+def _float_to_bfloat16_stochastic_impl(x, noise):
+    return lambda x, noise: _float_to_bfloat16_stochastic(x, noise)
+
+
+# -- random bits ---------------------------------------------------------------------
+
+
+def mix32(x):
+    """A 32-bit integer hash (xorshift-multiply rounds) of the low 32 bits of
+    ``x``: well-mixed bits from a counter, for stochastic rounding that is
+    reproducible from a seed."""
+    x = int(x) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return np.uint32(x)
+
+
+@intrinsic
+def _mix32(typingctx, x):
+    def codegen(context, builder, signature, args):
+        v = _to_i32(context, builder, args[0], signature.args[0])
+        v = builder.xor(v, builder.lshr(v, _c32(16)))
+        v = builder.mul(v, _c32(0x7FEB352D))
+        v = builder.xor(v, builder.lshr(v, _c32(15)))
+        v = builder.mul(v, _c32(0x846CA68B))
+        return builder.xor(v, builder.lshr(v, _c32(16)))
+
+    return types.uint32(x), codegen
+
+
+@overload(mix32)
+def _mix32_impl(x):
+    return lambda x: _mix32(x)
+
+
+def noise(key, i, k):
+    """Random bits for element ``i`` of storage ``k`` in the step keyed ``key``."""
+    return mix32(int(key) ^ int(mix32((int(i) * 8 + int(k)) & 0xFFFFFFFF)))
+
+
+@overload(noise)
+def _noise_impl(key, i, k):
+    def impl(key, i, k):
+        return _mix32(np.uint64(key) ^ np.uint64(_mix32(np.uint64(i) * np.uint64(8) + np.uint64(k))))
+
+    return impl
+
+
+def step_key_of(low, high):
+    """The 32-bit key of a step from its two 16-bit halves (as carried in the
+    kernels' per-step values, see :data:`fastopt.backends.cpu_loops.HEAD`)."""
+    return np.uint32(int(low) | (int(high) << 16))
+
+
+@overload(step_key_of)
+def _step_key_of_impl(low, high):
+    return lambda low, high: np.uint32(np.uint64(low) | (np.uint64(high) << np.uint64(16)))
+
+
+def step_key(seed: int, step: int, group: int, buffer: int) -> tuple[float, float]:
+    """The stochastic-rounding key of step ``step`` of buffer ``buffer`` of
+    param group ``group`` under ``seed``, as the two floats the kernels take
+    (reproducible: the same seed, step, group and buffer give the same bits on
+    the CPU and the GPU)."""
+    counter = ((step * 1024 + buffer) ^ (group << 20)) & 0xFFFFFFFF
+    key = int(mix32((seed & 0xFFFFFFFF) ^ int(mix32(counter))))
+    return float(key & 0xFFFF), float(key >> 16)
+
+
+__all__ = ["bfloat16_to_float", "element_jit", "float_to_bfloat16", "float_to_bfloat16_stochastic",
+           "float_to_bfloat16_up", "mix32", "noise", "step_key", "step_key_of"]
