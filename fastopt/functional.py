@@ -100,7 +100,7 @@ def apply(name: str, param, grad, state: dict, *, step: int, segments=None, **hy
     else:
         launch = CPU.elementwise_launcher(variant.rule, spec.record, p, g, tuple(states), None)
     record, carry = spec.coefficients(h, int(step), carry)
-    launch((-1.0 if h.maximize else 1.0, math.inf, 0.0, 1.0, 0.0, 0.0) + record)
+    launch((-1.0 if h.maximize else 1.0, math.inf, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0) + record)
     state.update(zip(spec.carry_names, carry))
 
 

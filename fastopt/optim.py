@@ -302,7 +302,8 @@ class Optimizer:
                 return self._nonfinite(policy or "skip", warn)
         bound = math.inf if self.max_grad_value is None else self.max_grad_value
         decay = self.ema_decay
-        wrappers = (bound, 0.0, 1.0, 0.0, 0.0) if decay is None else (bound, decay, 1.0 - decay, 0.0, 0.0)
+        wrappers = (bound, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0) if decay is None else (
+            bound, decay, 1.0 - decay, 0.0, 0.0, 0.0, 0.0)
         coefficients = self.spec.coefficients
         if self._rounds_stochastically:
             return self._launch_keyed(scale, wrappers)
@@ -376,8 +377,8 @@ class Optimizer:
 
     def _launch_keyed(self, scale: float, wrappers: tuple) -> bool:
         """The launches of a step that rounds stochastically: each buffer's
-        values carry the step's key (see :func:`fastopt.backends.bits.step_key`)."""
-        from .backends.bits import step_key
+        values carry its stream seed and the step (see :mod:`fastopt.backends.bits`)."""
+        from .backends.bits import buffer_seed, split
 
         seed = self.precision.rounding_seed
         for group, plan in enumerate(self._plans):
@@ -388,7 +389,8 @@ class Optimizer:
                 carry = tuple(st[name] for name in names)
                 record, new_carry = self.spec.coefficients(plan.hyper, step, carry)
                 st.update(zip(names, new_carry))
-                launch((sign, *wrappers[:3], *step_key(seed, step, group, row)) + record)
+                keyed = (*split(buffer_seed(seed, group, row)), *split(step))
+                launch((sign, *wrappers[:3], *keyed) + record)
         return True
 
     def _launch_each(self, plan, head) -> None:

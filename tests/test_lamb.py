@@ -168,7 +168,7 @@ def test_launcher_with_ema_as_the_optimizer_calls_it():
     ema_expected = p0.copy()
     for t, grad in enumerate(grads, start=1):
         g[:] = grad
-        launch((1.0, np.inf, 0.9, 0.1, 0.0, 0.0) + SPEC.coefficients(hyperparameters(SPEC, h), t, ())[0])
+        launch((1.0, np.inf, 0.9, 0.1, 0.0, 0.0, 0.0, 0.0) + SPEC.coefficients(hyperparameters(SPEC, h), t, ())[0])
         ema_expected = 0.9 * ema_expected + 0.1 * expected[t - 1]
     np.testing.assert_allclose(p, expected[-1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ema, ema_expected, rtol=1e-12, atol=1e-12)

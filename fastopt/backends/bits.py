@@ -11,8 +11,6 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ..config import element_jit
-
 _I16, _I32 = ir.IntType(16), ir.IntType(32)
 _QUIET_NAN = 0x7FC0
 
@@ -161,19 +159,30 @@ def _float_to_bfloat16_stochastic_impl(x, noise):
 
 
 # -- random bits ---------------------------------------------------------------------
+#
+# Stochastic rounding draws its bits from a counter-based stream, a pure
+# function of (seed, step, element index, slot): no generator state, the same
+# bits on the CPU and the GPU, reproducible from the seed. Per launch three
+# 32-bit keys are made from the seed and the step (one per "word"); element i
+# then draws word w = mix32(key_w ^ i), and the state in slot s takes the low
+# (s even) or high (s odd) 16 bits of word s // 2: one hash per element serves
+# two states. The mirror of bfloat16 params uses slot 4.
+
+GOLDEN = 0x9E3779B9
+WORDS = 3
+"""Random words per element and step: slots 0-5 (four states, the mirror)."""
 
 
 def mix32(x):
-    """A 32-bit integer hash (xorshift-multiply rounds) of the low 32 bits of
-    ``x``: well-mixed bits from a counter, for stochastic rounding that is
-    reproducible from a seed."""
-    x = int(x) & 0xFFFFFFFF
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & 0xFFFFFFFF
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & 0xFFFFFFFF
-    x ^= x >> 16
-    return np.uint32(x)
+    """The 32-bit finalizer of MurmurHash3 (a bijection with full avalanche) of
+    the low 32 bits of ``x``."""
+    h = int(x) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return np.uint32(h)
 
 
 @intrinsic
@@ -181,9 +190,9 @@ def _mix32(typingctx, x):
     def codegen(context, builder, signature, args):
         v = _to_i32(context, builder, args[0], signature.args[0])
         v = builder.xor(v, builder.lshr(v, _c32(16)))
-        v = builder.mul(v, _c32(0x7FEB352D))
-        v = builder.xor(v, builder.lshr(v, _c32(15)))
-        v = builder.mul(v, _c32(0x846CA68B))
+        v = builder.mul(v, _c32(0x85EBCA6B))
+        v = builder.xor(v, builder.lshr(v, _c32(13)))
+        v = builder.mul(v, _c32(0xC2B2AE35))
         return builder.xor(v, builder.lshr(v, _c32(16)))
 
     return types.uint32(x), codegen
@@ -194,39 +203,74 @@ def _mix32_impl(x):
     return lambda x: _mix32(x)
 
 
-def noise(key, i, k):
-    """Random bits for element ``i`` of storage ``k`` in the step keyed ``key``."""
-    return mix32(int(key) ^ int(mix32((int(i) * 8 + int(k)) & 0xFFFFFFFF)))
+def stream_key(seed, step, word):
+    """The key of random word ``word`` at step ``step``:
+    ``mix32(mix32(seed ^ GOLDEN * (word + 1)) ^ step)`` (32-bit arithmetic)."""
+    salt = (GOLDEN * (int(word) + 1)) & 0xFFFFFFFF
+    return mix32(int(mix32((int(seed) & 0xFFFFFFFF) ^ salt)) ^ (int(step) & 0xFFFFFFFF))
 
 
-@overload(noise)
-def _noise_impl(key, i, k):
-    def impl(key, i, k):
-        return _mix32(np.uint64(key) ^ np.uint64(_mix32(np.uint64(i) * np.uint64(8) + np.uint64(k))))
+@overload(stream_key)
+def _stream_key_impl(seed, step, word):
+    def impl(seed, step, word):
+        salt = (np.uint64(GOLDEN) * (np.uint64(word) + np.uint64(1))) & np.uint64(0xFFFFFFFF)
+        return _mix32(np.uint64(_mix32(np.uint64(seed) ^ salt)) ^ np.uint64(step))
 
     return impl
 
 
-def step_key_of(low, high):
-    """The 32-bit key of a step from its two 16-bit halves (as carried in the
-    kernels' per-step values, see :data:`fastopt.backends.cpu_loops.HEAD`)."""
+def halves(low, high):
+    """The 32-bit integer whose 16-bit halves are ``low`` and ``high`` (carried
+    as exact floats in the kernels' per-step values)."""
     return np.uint32(int(low) | (int(high) << 16))
 
 
-@overload(step_key_of)
-def _step_key_of_impl(low, high):
+@overload(halves)
+def _halves_impl(low, high):
     return lambda low, high: np.uint32(np.uint64(low) | (np.uint64(high) << np.uint64(16)))
 
 
-def step_key(seed: int, step: int, group: int, buffer: int) -> tuple[float, float]:
-    """The stochastic-rounding key of step ``step`` of buffer ``buffer`` of
-    param group ``group`` under ``seed``, as the two floats the kernels take
-    (reproducible: the same seed, step, group and buffer give the same bits on
-    the CPU and the GPU)."""
-    counter = ((step * 1024 + buffer) ^ (group << 20)) & 0xFFFFFFFF
-    key = int(mix32((seed & 0xFFFFFFFF) ^ int(mix32(counter))))
-    return float(key & 0xFFFF), float(key >> 16)
+def stream_keys(seed_low, seed_high, step_low, step_high):
+    """The ``WORDS`` keys of one launch, from the seed and step halves."""
+    seed, step = halves(seed_low, seed_high), halves(step_low, step_high)
+    return (stream_key(seed, step, 0), stream_key(seed, step, 1), stream_key(seed, step, 2))
 
 
-__all__ = ["bfloat16_to_float", "element_jit", "float_to_bfloat16", "float_to_bfloat16_stochastic",
-           "float_to_bfloat16_up", "mix32", "noise", "step_key", "step_key_of"]
+@overload(stream_keys)
+def _stream_keys_impl(seed_low, seed_high, step_low, step_high):
+    def impl(seed_low, seed_high, step_low, step_high):
+        seed, step = halves(seed_low, seed_high), halves(step_low, step_high)
+        return (stream_key(seed, step, 0), stream_key(seed, step, 1), stream_key(seed, step, 2))
+
+    return impl
+
+
+def noise(keys, i, slot):
+    """The 16 random bits of element ``i`` for slot ``slot`` (see above)."""
+    word = int(mix32(int(keys[slot // 2]) ^ (int(i) & 0xFFFFFFFF)))
+    return np.uint32((word >> (16 * (slot % 2))) & 0xFFFF)
+
+
+@overload(noise)
+def _noise_impl(keys, i, slot):
+    def impl(keys, i, slot):
+        word = _mix32(np.uint64(keys[slot // 2]) ^ (np.uint64(i) & np.uint64(0xFFFFFFFF)))
+        return np.uint32((np.uint64(word) >> np.uint64(16 * (slot % 2))) & np.uint64(0xFFFF))
+
+    return impl
+
+
+def buffer_seed(seed: int, group: int, buffer: int) -> int:
+    """The stream seed of buffer ``buffer`` of param group ``group``: ``seed``
+    itself for the first buffer of the first group, distinct for the others."""
+    return (int(seed) + GOLDEN * (group * 1024 + buffer)) & 0xFFFFFFFF
+
+
+def split(value: int) -> tuple[float, float]:
+    """A 32-bit integer as its two 16-bit halves, as exact floats."""
+    value = int(value) & 0xFFFFFFFF
+    return float(value & 0xFFFF), float(value >> 16)
+
+
+__all__ = ["bfloat16_to_float", "buffer_seed", "float_to_bfloat16", "float_to_bfloat16_stochastic",
+           "float_to_bfloat16_up", "halves", "mix32", "noise", "split", "stream_key", "stream_keys"]

@@ -169,53 +169,54 @@ def value_storer(rounding: str):
 
 
 def states_storer(roundings: tuple):
-    """``store(states, i, values, key)``: ``values[k]`` into element ``i`` of
+    """``store(states, i, values, keys)``: ``values[k]`` into element ``i`` of
     ``states[k]``, rounded as ``roundings[k]`` says (nearest past the end of
-    ``roundings``), with the random bits ``noise(key, i, k)``."""
+    ``roundings``), with the random bits ``noise(keys, i, k)`` (see
+    :mod:`fastopt.backends.bits`)."""
     padded = tuple(roundings) + ("nearest",) * (MAX_STATES - len(roundings))
     key = ("states", padded)
     if key in _storers:
         return _storers[key]
     e0, e1, e2, e3 = (ENCODERS[r] for r in padded[:MAX_STATES])
 
-    def store(states, i, values, key):
+    def store(states, i, values, keys):
         for k, (storage, x) in enumerate(zip(states, values)):
-            storage[i] = ENCODERS[padded[k]](storage, x, noise(key, i, k))
+            storage[i] = ENCODERS[padded[k]](storage, x, noise(keys, i, k))
 
     @overload(store)
-    def _store(states, i, values, key):
+    def _store(states, i, values, keys):
         n = len(states)
         if n != len(values):
             return None
         if n == 0:
-            def store0(states, i, values, key):
+            def store0(states, i, values, keys):
                 pass
 
             return store0
         if n == 1:
-            def store1(states, i, values, key):
-                states[0][i] = e0(states[0], values[0], noise(key, i, 0))
+            def store1(states, i, values, keys):
+                states[0][i] = e0(states[0], values[0], noise(keys, i, 0))
 
             return store1
         if n == 2:
-            def store2(states, i, values, key):
-                states[0][i] = e0(states[0], values[0], noise(key, i, 0))
-                states[1][i] = e1(states[1], values[1], noise(key, i, 1))
+            def store2(states, i, values, keys):
+                states[0][i] = e0(states[0], values[0], noise(keys, i, 0))
+                states[1][i] = e1(states[1], values[1], noise(keys, i, 1))
 
             return store2
         if n == 3:
-            def store3(states, i, values, key):
-                states[0][i] = e0(states[0], values[0], noise(key, i, 0))
-                states[1][i] = e1(states[1], values[1], noise(key, i, 1))
-                states[2][i] = e2(states[2], values[2], noise(key, i, 2))
+            def store3(states, i, values, keys):
+                states[0][i] = e0(states[0], values[0], noise(keys, i, 0))
+                states[1][i] = e1(states[1], values[1], noise(keys, i, 1))
+                states[2][i] = e2(states[2], values[2], noise(keys, i, 2))
 
             return store3
         if n == 4:
-            def store4(states, i, values, key):
-                states[0][i] = e0(states[0], values[0], noise(key, i, 0))
-                states[1][i] = e1(states[1], values[1], noise(key, i, 1))
-                states[2][i] = e2(states[2], values[2], noise(key, i, 2))
-                states[3][i] = e3(states[3], values[3], noise(key, i, 3))
+            def store4(states, i, values, keys):
+                states[0][i] = e0(states[0], values[0], noise(keys, i, 0))
+                states[1][i] = e1(states[1], values[1], noise(keys, i, 1))
+                states[2][i] = e2(states[2], values[2], noise(keys, i, 2))
+                states[3][i] = e3(states[3], values[3], noise(keys, i, 3))
 
             return store4
         return None

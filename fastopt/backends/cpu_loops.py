@@ -20,15 +20,15 @@ from numba import prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from ..config import element_jit, loop_jit
-from .bits import noise, step_key_of
+from .bits import noise, stream_keys
 from .cache import enable_cache, function_key
 from .codecs import MAX_STATES, load_states, load_value, states_storer, store_value, value_storer
 
-HEAD = 6
+HEAD = 8
 """Values before the coefficient record: ``(grad_scale, grad_bound, ema_decay,
-ema_keep, key_low, key_high)``. The key's two 16-bit halves (exact in any
-float dtype) seed the stochastic rounding of this step (see
-:func:`fastopt.backends.bits.step_key`)."""
+ema_keep, seed_low, seed_high, step_low, step_high)``. The stream seed and the
+step, as 16-bit halves (exact in any float dtype), key the random bits of
+stochastic rounding (see :mod:`fastopt.backends.bits`)."""
 
 
 @element_jit
@@ -94,29 +94,29 @@ def _build_elementwise(rule, record, roundings, mirror_rounding):
     # The record is built inside the per-element function from the plain
     # tuple (parfor outlining cannot carry a named tuple type); LLVM hoists it.
     @element_jit
-    def element(i, p, g, states, ema, mirror, t):
+    def element(i, p, g, states, ema, mirror, t, keys):
         pi, si = rule(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]), load_states(states, i),
                       record(*t[HEAD:]))
-        key = step_key_of(t[4], t[5])
-        store_states(states, i, si, key)
+        store_states(states, i, si, keys)
         if ema is not None:
             store_value(ema, i, ema_update(load_value(ema, i), pi, t[2], t[3]))
         store_value(p, i, pi)
         if mirror is not None:
-            store_mirror(mirror, i, pi, noise(key, i, MAX_STATES))
+            store_mirror(mirror, i, pi, noise(keys, i, MAX_STATES))
 
     def update(p, g, states, ema, mirror, values, serial_below):
         buffer = np.empty(n_values, p.dtype)
         for k in range(n_values):
             buffer[k] = values[k]
         t = to_fixed_tuple(buffer, n_values)
+        keys = stream_keys(values[4], values[5], values[6], values[7])
         n = p.size
         if n < serial_below:
             for i in range(n):
-                element(i, p, g, states, ema, mirror, t)
+                element(i, p, g, states, ema, mirror, t, keys)
         else:
             for i in prange(n):
-                element(i, p, g, states, ema, mirror, t)
+                element(i, p, g, states, ema, mirror, t, keys)
 
     kernel = loop_jit()(update)
     enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}|{roundings}|{mirror_rounding}")
@@ -181,23 +181,21 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
     lr_index = HEAD + record._fields.index("lr")
 
     @element_jit
-    def pass_one(p, g, states, t, lo, hi, r):
+    def pass_one(p, g, states, t, keys, lo, hi, r):
         # Index from lo in a local loop over a block's scratch: r stays in cache.
         c = record(*t[HEAD:])
-        key = step_key_of(t[4], t[5])
         for k in range(hi - lo):
             i = lo + k
             ri, si = direction(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]),
                                load_states(states, i), c)
-            store_states(states, i, si, key)
+            store_states(states, i, si, keys)
             r[k] = ri
         return fixed_order_sum_of_squares(p[lo:hi], hi - lo), fixed_order_sum_of_squares(r, hi - lo)
 
     @element_jit
-    def pass_two(p, states, ema, mirror, t, factor, apply, lo, hi):
+    def pass_two(p, states, ema, mirror, t, keys, factor, apply, lo, hi):
         c = record(*t[HEAD:])
         decay, keep = t[2], t[3]
-        key = step_key_of(t[4], t[5])
         for i in range(lo, hi):
             pi = load_value(p, i)
             if apply:
@@ -206,13 +204,14 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
             if ema is not None:
                 store_value(ema, i, ema_update(load_value(ema, i), pi, decay, keep))
             if mirror is not None:
-                store_mirror(mirror, i, pi, noise(key, i, MAX_STATES))
+                store_mirror(mirror, i, pi, noise(keys, i, MAX_STATES))
 
     def update(p, g, states, ema, mirror, values, serial_below, block_lo, block_hi, block_tensor, n_tensors):
         buffer = np.empty(n_values, p.dtype)
         for k in range(n_values):
             buffer[k] = values[k]
         t = to_fixed_tuple(buffer, n_values)
+        keys = stream_keys(values[4], values[5], values[6], values[7])
         lr = values[lr_index]  # the per-tensor factor is formed in float64, then cast
         nb = block_lo.size
         sums = np.empty((2, nb), np.float64)
@@ -220,13 +219,13 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
         if serial:
             r = np.empty(block, p.dtype)
             for b in range(nb):
-                sp, sr = pass_one(p, g, states, t, block_lo[b], block_hi[b], r)
+                sp, sr = pass_one(p, g, states, t, keys, block_lo[b], block_hi[b], r)
                 sums[0, b] = sp
                 sums[1, b] = sr
         else:
             for b in prange(nb):
                 r = np.empty(block, p.dtype)
-                sp, sr = pass_one(p, g, states, t, block_lo[b], block_hi[b], r)
+                sp, sr = pass_one(p, g, states, t, keys, block_lo[b], block_hi[b], r)
                 sums[0, b] = sp
                 sums[1, b] = sr
         tensor_p = np.zeros(n_tensors, np.float64)
@@ -242,11 +241,11 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
         if serial:
             for b in range(nb):
                 k = block_tensor[b]
-                pass_two(p, states, ema, mirror, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
+                pass_two(p, states, ema, mirror, t, keys, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
         else:
             for b in prange(nb):
                 k = block_tensor[b]
-                pass_two(p, states, ema, mirror, t, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
+                pass_two(p, states, ema, mirror, t, keys, factors[max(k, 0)], k >= 0, block_lo[b], block_hi[b])
 
     kernel = loop_jit()(update)
     enable_cache(kernel, f"segmented|{function_key(direction)}|{record.__name__}|{block}|{roundings}|"

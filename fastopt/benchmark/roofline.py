@@ -23,7 +23,7 @@ from .timing import Contender
 
 TwinCoefficients = coefficient_record("TwinCoefficients", "unused")
 
-TWIN_VALUES = (1.0, np.inf, 0.0, 1.0, 0.0, 0.0, 0.0)
+TWIN_VALUES = (1.0, np.inf, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 """The twin's per-step values: unit gradient scale, no clipping, no EMA, no
 rounding key, one unused coefficient."""
 

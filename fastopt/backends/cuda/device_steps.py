@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import types
 
-from ..bits import mix32
+from ..bits import GOLDEN
 from ..codecs import load_value
 from ..cpu_loops import HEAD
 from .arrays import stream_of
@@ -123,9 +123,9 @@ def _row_writer(n: int, offset: int):
 
 def prologue_source(spec, guarded: bool):
     """``kernel(hyper, steps, carries, control, scale, bound, decay, keep, seed,
-    group, values)`` (a thread per buffer): see the module docs. The
-    stochastic rounding key of each row is :func:`fastopt.backends.bits.step_key`
-    of (``seed``, the new step, ``group``, the row): the host's formula."""
+    group, values)`` (a thread per buffer): see the module docs. Each row's
+    stochastic rounding stream is keyed by :func:`fastopt.backends.bits.buffer_seed`
+    of (``seed``, ``group``, the row) and the new step: the host's formula."""
     make = hyper_maker(spec)
     coefficients = cuda.jit(device=True)(spec.coefficients)
     n_record = len(spec.record._fields)
@@ -156,10 +156,13 @@ def prologue_source(spec, guarded: bool):
                 values[k, 1] = bound
                 values[k, 2] = decay
                 values[k, 3] = keep
-                key = mix32(np.uint64(seed) ^ np.uint64(mix32((np.uint64(step) * np.uint64(1024) + np.uint64(k))
-                                                               ^ (np.uint64(group) << np.uint64(20)))))
-                values[k, 4] = np.float64(key & np.uint64(0xFFFF))
-                values[k, 5] = np.float64(key >> np.uint64(16))
+                # the host's buffer_seed(seed, group, k), and the step, as halves
+                row_seed = (np.uint64(seed) + np.uint64(GOLDEN) * (np.uint64(group) * np.uint64(1024)
+                                                                   + np.uint64(k))) & np.uint64(0xFFFFFFFF)
+                values[k, 4] = np.float64(row_seed & np.uint64(0xFFFF))
+                values[k, 5] = np.float64(row_seed >> np.uint64(16))
+                values[k, 6] = np.float64(np.uint64(step) & np.uint64(0xFFFF))
+                values[k, 7] = np.float64((np.uint64(step) >> np.uint64(16)) & np.uint64(0xFFFF))
                 write_record(values, k, record)
                 values[k, n_values] = 0.0
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import types
 
-from ..bits import noise, step_key_of
+from ..bits import noise, stream_keys
 from ..codecs import MAX_STATES, load_states, load_value, states_storer, store_value, value_storer
 from ..cpu_loops import HEAD, clip_value, ema_update
 from .generated import row_reader
@@ -71,7 +71,7 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
     negative-index wrap-around code). Otherwise, one element per trip.
     """
     rule, clip, ema_of = _device(rule), _device(clip_value), _device(ema_update)
-    load, key_of, noise_of = _device(load_states), _device(step_key_of), _device(noise)
+    load, keys_of, noise_of = _device(load_states), _device(stream_keys), _device(noise)
     load_one, store_one = _device(load_value), _device(store_value)
     store_states = states_storer(roundings)
     store_mirror = value_storer(mirror_rounding)
@@ -90,15 +90,14 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
             return s[:-1], None, s[-1]
         return s, None, None
 
-    def element(i, p, g, states, e, mirror, rec, t):
+    def element(i, p, g, states, e, mirror, rec, t, keys):
         pi, si = rule(load_one(p, i), clip(t[0] * load_one(g, i), t[1]), load(states, i), rec)
-        key = key_of(t[4], t[5])
-        store_states(states, i, si, key)
+        store_states(states, i, si, keys)
         if with_ema:
             store_one(e, i, ema_of(load_one(e, i), pi, t[2], t[3]))
         store_one(p, i, pi)
         if with_mirror:
-            store_mirror(mirror, i, pi, noise_of(key, i, MAX_STATES))
+            store_mirror(mirror, i, pi, noise_of(keys, i, MAX_STATES))
 
     split, element = _device_function(split), _device_function(element)
 
@@ -106,7 +105,7 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
         def body(p, g, s, c):
             rec = record(*c[HEAD:])
             scale, bound, decay, keep = c[0], c[1], c[2], c[3]
-            key = key_of(c[4], c[5])
+            keys = keys_of(c[4], c[5], c[6], c[7])
             states, e, mirror = split(s, p)
             n = np.uint64(p.size)
             vectors = n // np.uint64(VEC)
@@ -126,27 +125,28 @@ def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, de
                 p1, s1 = rule(pv[1], clip(scale * gv[1], bound), lane(sv, 1), rec)
                 p2, s2 = rule(pv[2], clip(scale * gv[2], bound), lane(sv, 2), rec)
                 p3, s3 = rule(pv[3], clip(scale * gv[3], bound), lane(sv, 3), rec)
-                store_states_vector(states, base, s0, s1, s2, s3, key)
+                store_states_vector(states, base, s0, s1, s2, s3, keys)
                 if with_ema:
                     store_vector(e, base, (ema_of(ev[0], p0, decay, keep), ema_of(ev[1], p1, decay, keep),
                                            ema_of(ev[2], p2, decay, keep), ema_of(ev[3], p3, decay, keep)),
-                                 key, MAX_STATES + 1)
-                store_vector(p, base, (p0, p1, p2, p3), key, MAX_STATES + 1)
+                                 keys, MAX_STATES + 1)
+                store_vector(p, base, (p0, p1, p2, p3), keys, MAX_STATES + 1)
                 if with_mirror:
-                    store_mirror_vector(mirror, base, (p0, p1, p2, p3), key, MAX_STATES)
+                    store_mirror_vector(mirror, base, (p0, p1, p2, p3), keys, MAX_STATES)
                 j += stride
             i = vectors * np.uint64(VEC) + thread
             if i < n:
-                element(i, p, g, states, e, mirror, rec, c)
+                element(i, p, g, states, e, mirror, rec, c, keys)
     else:
         def body(p, g, s, c):
             rec = record(*c[HEAD:])
+            keys = keys_of(c[4], c[5], c[6], c[7])
             states, e, mirror = split(s, p)
             n = np.uint64(p.size)
             i = np.uint64(cuda.grid(1))
             stride = np.uint64(cuda.gridsize(1))
             while i < n:
-                element(i, p, g, states, e, mirror, rec, c)
+                element(i, p, g, states, e, mirror, rec, c, keys)
                 i += stride
 
     if device_values:
@@ -256,7 +256,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
     direction, recompute = _device(segmented.direction), _device(segmented.recompute)
     step_size = _device(segmented.step_size)
     clip, ema_of = _device(clip_value), _device(ema_update)
-    load, key_of = _device(load_states), _device(step_key_of)
+    load, keys_of = _device(load_states), _device(stream_keys)
     noise_of, load_one = _device(noise), _device(load_value)
     store, store_mirror = states_storer(roundings), value_storer(mirror_rounding)
     n_values = HEAD + len(record._fields)
@@ -267,7 +267,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
         shared = cuda.shared.array((2, threads), np.float64)
         record_values = record(*c[HEAD:])
         scale, bound = c[0], c[1]
-        key = key_of(c[4], c[5])
+        keys = keys_of(c[4], c[5], c[6], c[7])
         t = cuda.threadIdx.x
         k = cuda.blockIdx.x
         if n_extra == 2:
@@ -284,7 +284,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
             while i < end:
                 pi = load_one(p, i)
                 ri, si = direction(pi, clip(scale * load_one(g, i), bound), load(states, i), record_values)
-                store(states, i, si, key)
+                store(states, i, si, keys)
                 x = np.float64(pi)
                 y = np.float64(ri)
                 acc_p += x * x
@@ -322,7 +322,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
     def two(p, s, c, lo, hi, tensor, factors):
         record_values = record(*c[HEAD:])
         decay, keep = c[2], c[3]
-        key = key_of(c[4], c[5])
+        keys = keys_of(c[4], c[5], c[6], c[7])
         t = cuda.threadIdx.x
         k = cuda.blockIdx.x
         if with_ema and with_mirror:
@@ -346,7 +346,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
                 if with_ema:
                     e[i] = ema_of(e[i], pi, decay, keep)
                 if with_mirror:
-                    store_mirror(mirror, i, pi, noise_of(key, i, MAX_STATES))
+                    store_mirror(mirror, i, pi, noise_of(keys, i, MAX_STATES))
                 i += threads
             k += cuda.gridDim.x
 

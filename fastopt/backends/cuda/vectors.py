@@ -180,27 +180,28 @@ _storers: dict = {}
 
 
 def vector_storer(rounding: str):
-    """``store(storage, base, values, key, index)``: encode ``VEC`` values as
+    """``store(storage, base, values, keys, index)``: encode ``VEC`` values as
     ``rounding`` says and store them at ``storage[base:base + VEC]`` with one
-    vector store; stochastic rounding draws its bits from the step's ``key``,
-    each element's position and ``index`` (the storage's place in the layout)."""
+    vector store; stochastic rounding draws its bits from the launch's
+    ``keys``, each element's position and slot ``index`` (the storage's place
+    in the layout)."""
     if rounding in _storers:
         return _storers[rounding]
     encode = ENCODERS[rounding]
 
-    def store(storage, base, values, key, index):
+    def store(storage, base, values, keys, index):
         for k in range(VEC):
-            storage[base + k] = encode(storage, values[k], noise(key, base + k, index))
+            storage[base + k] = encode(storage, values[k], noise(keys, base + k, index))
 
     @overload(store)
-    def _store(storage, base, values, key, index):
-        def impl(storage, base, values, key, index):
+    def _store(storage, base, values, keys, index):
+        def impl(storage, base, values, keys, index):
             one = np.uint64(1)
             _store_vector(storage, base, (
-                encode(storage, values[0], noise(key, base, index)),
-                encode(storage, values[1], noise(key, base + one, index)),
-                encode(storage, values[2], noise(key, base + one + one, index)),
-                encode(storage, values[3], noise(key, base + one + one + one, index))))
+                encode(storage, values[0], noise(keys, base, index)),
+                encode(storage, values[1], noise(keys, base + one, index)),
+                encode(storage, values[2], noise(keys, base + one + one, index)),
+                encode(storage, values[3], noise(keys, base + one + one + one, index))))
 
         return impl
 
@@ -209,7 +210,7 @@ def vector_storer(rounding: str):
 
 
 def states_vector_storer(roundings: tuple):
-    """``store(states, base, s0, s1, s2, s3, key)``: the state tuples of four
+    """``store(states, base, s0, s1, s2, s3, keys)``: the state tuples of four
     consecutive elements, one vector store per storage, storage ``j`` rounded
     as ``roundings[j]`` says (nearest past the end)."""
     padded = tuple(roundings) + ("nearest",) * (MAX_STATES - len(roundings))
@@ -218,42 +219,42 @@ def states_vector_storer(roundings: tuple):
         return _storers[key]
     v0, v1, v2, v3 = (vector_storer(r) for r in padded[:MAX_STATES])
 
-    def store(states, base, s0, s1, s2, s3, key):
+    def store(states, base, s0, s1, s2, s3, keys):
         for j, storage in enumerate(states):
-            vector_storer(padded[j])(storage, base, (s0[j], s1[j], s2[j], s3[j]), key, j)
+            vector_storer(padded[j])(storage, base, (s0[j], s1[j], s2[j], s3[j]), keys, j)
 
     @overload(store)
-    def _store(states, base, s0, s1, s2, s3, key):
+    def _store(states, base, s0, s1, s2, s3, keys):
         n = len(states)
         if n == 0:
-            def impl0(states, base, s0, s1, s2, s3, key):
+            def impl0(states, base, s0, s1, s2, s3, keys):
                 pass
 
             return impl0
         if n == 1:
-            def impl1(states, base, s0, s1, s2, s3, key):
-                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
+            def impl1(states, base, s0, s1, s2, s3, keys):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), keys, 0)
 
             return impl1
         if n == 2:
-            def impl2(states, base, s0, s1, s2, s3, key):
-                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
-                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), key, 1)
+            def impl2(states, base, s0, s1, s2, s3, keys):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), keys, 0)
+                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), keys, 1)
 
             return impl2
         if n == 3:
-            def impl3(states, base, s0, s1, s2, s3, key):
-                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
-                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), key, 1)
-                v2(states[2], base, (s0[2], s1[2], s2[2], s3[2]), key, 2)
+            def impl3(states, base, s0, s1, s2, s3, keys):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), keys, 0)
+                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), keys, 1)
+                v2(states[2], base, (s0[2], s1[2], s2[2], s3[2]), keys, 2)
 
             return impl3
         if n == 4:
-            def impl4(states, base, s0, s1, s2, s3, key):
-                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), key, 0)
-                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), key, 1)
-                v2(states[2], base, (s0[2], s1[2], s2[2], s3[2]), key, 2)
-                v3(states[3], base, (s0[3], s1[3], s2[3], s3[3]), key, 3)
+            def impl4(states, base, s0, s1, s2, s3, keys):
+                v0(states[0], base, (s0[0], s1[0], s2[0], s3[0]), keys, 0)
+                v1(states[1], base, (s0[1], s1[1], s2[1], s3[1]), keys, 1)
+                v2(states[2], base, (s0[2], s1[2], s2[2], s3[2]), keys, 2)
+                v3(states[3], base, (s0[3], s1[3], s2[3], s3[3]), keys, 3)
 
             return impl4
         return None
