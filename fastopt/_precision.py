@@ -26,13 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backends.blockfloat import BLOCK, MIN_ELEMENTS, blocks, quantize, state_format
 from .backends.codecs import BFLOAT16, from_numbers, to_numbers
 
-STATE_DTYPES = ("float32", "float64", "bfloat16")
+STATE_DTYPES = ("float32", "float64", "bfloat16", "int8")
 """Accepted values of ``state_dtype`` (None: the params' dtype)."""
 
 MASTER = "master_param"
 """State entry holding the float32 master copy of bfloat16 params."""
+
+SCALE = "_scale"
+"""Suffix of the state entry holding an 8-bit state's block scales
+(``exp_avg`` holds the codes, ``exp_avg_scale`` one float32 per block)."""
 
 
 @dataclass(frozen=True)
@@ -60,31 +65,49 @@ class Precision:
             raise TypeError(f"master_weights must be a bool or None, got {master_weights!r}")
         return cls(state_dtype, bool(stochastic_rounding), int(rounding_seed), master_weights)
 
-    def check_params(self, bfloat16_params: bool) -> None:
-        """Raise when the options do not fit the params' dtype."""
+    def check_params(self, bfloat16_params: bool, spec=None) -> None:
+        """Raise when the options do not fit the params' dtype or the optimizer."""
+        if self.state_dtype == "int8" and spec is not None and spec.segmented is not None:
+            raise ValueError(f"state_dtype='int8' is not available for {spec.class_name}: its two-pass step "
+                             "needs each element's state twice; use state_dtype='bfloat16'")
         if self.master_weights is True and not bfloat16_params:
             raise ValueError("master_weights=True is for bfloat16 params (the optimizer then keeps a float32 "
                              "master copy); these params are float32/float64 already")
         if self.master_weights is False and bfloat16_params:
             raise ValueError("master_weights=False with bfloat16 params is not supported: updates smaller than "
                              "bfloat16's resolution would be lost; leave master_weights at its default")
-        if self.stochastic_rounding and self.state_dtype != "bfloat16" and not bfloat16_params:
+        if self.stochastic_rounding and self.state_dtype not in ("bfloat16", "int8") and not bfloat16_params:
             raise ValueError("stochastic_rounding=True needs state_dtype='bfloat16' (or bfloat16 params): "
                              "float32 and float64 storage does not round")
 
-    def storage_dtype(self, name: str, param_dtype, spec) -> np.dtype:
+    def blockwise(self, size: int) -> bool:
+        """Whether a buffer of ``size`` elements keeps 8-bit block-float state
+        (``state_dtype="int8"`` and at least ``MIN_ELEMENTS`` elements)."""
+        return self.state_dtype == "int8" and size >= MIN_ELEMENTS
+
+    def storage_dtype(self, name: str, param_dtype, spec, size: int = 0) -> np.dtype:
         """The dtype of state ``name``'s array for params of ``param_dtype``
-        (uint16 for bfloat16: params' bits, or a bfloat16 state)."""
+        (uint16 for bfloat16: params' bits, or a bfloat16 state; uint8 codes
+        for 8-bit block floats; float32 for an ``"int8"`` buffer under
+        ``MIN_ELEMENTS``)."""
         param_dtype = np.dtype(param_dtype)
-        kind = self.state_dtype or ("float32" if param_dtype == BFLOAT16 else param_dtype.name)
+        if self.blockwise(size):
+            return np.dtype(np.uint8)
+        kind = self.state_dtype if self.state_dtype not in (None, "int8") else None
+        kind = kind or ("float32" if param_dtype == BFLOAT16 or self.state_dtype == "int8" else param_dtype.name)
         return BFLOAT16 if kind == "bfloat16" else np.dtype(kind)
+
+    @staticmethod
+    def format(name: str, spec) -> tuple:
+        """The 8-bit block-float format of state ``name`` (from its role)."""
+        return state_format(spec.role(name))
 
     def rounding(self, name: str, spec) -> str:
         """How state ``name`` rounds when its codec rounds (see the module docs)."""
         role = spec.role(name)
         if role == "max_square":
             return "up"
-        if role == "decaying_max" or self.stochastic_rounding:
+        if role in ("decaying_max", "sum") or self.stochastic_rounding:
             return "stochastic"
         return "nearest"
 
@@ -96,8 +119,19 @@ class Precision:
     def needs_key(self, spec, bfloat16_params: bool) -> bool:
         """Whether any storage rounds stochastically (the steps then carry a key)."""
         bf16_states = self.state_dtype == "bfloat16"
-        return (self.stochastic_rounding and (bf16_states or bfloat16_params)) or (
-            bf16_states and "decaying_max" in spec.state_roles.values())
+        return self.state_dtype == "int8" or (self.stochastic_rounding and (bf16_states or bfloat16_params)) or (
+            bf16_states and {"decaying_max", "sum"} & set(spec.state_roles.values()))
+
+
+def allocate_blocks(backend, n: int, fmt, fill: float = 0.0):
+    """``(codes, scales)`` of an 8-bit state of ``n`` elements holding ``fill``."""
+    codes, scales = quantize(np.full(n, fill, np.float32), fmt) if fill else (
+        np.zeros(blocks(n) * BLOCK, np.uint8), np.zeros(blocks(n), np.float32))
+    out = backend.zeros(codes.size, np.uint8), backend.zeros(scales.size, np.float32)
+    if fill:
+        backend.copy_(out[0], codes)
+        backend.copy_(out[1], scales)
+    return out
 
 
 def allocate(backend, n: int, dtype, fill: float = 0.0):

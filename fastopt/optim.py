@@ -15,7 +15,7 @@ from . import _state_io
 from ._groups import build_groups
 from ._guard import NONFINITE_POLICIES, NonFiniteGradientError, guarded_scale
 from ._plan import GroupPlan, ParamGroup, hyperparameters, refresh
-from ._precision import MASTER, Precision, allocate
+from ._precision import MASTER, SCALE, Precision, allocate, allocate_blocks
 from .backends.codecs import BFLOAT16, bfloat16_to_float32, float32_to_bfloat16
 from .rules import SPECS, Spec
 
@@ -133,7 +133,7 @@ class Optimizer:
         self._check_hyperparameters(defaults, "")
         self.defaults = defaults
         groups, buffers, backend = build_groups(params, defaults, self._check_hyperparameters)
-        self.precision.check_params(any(_is_bfloat16(b) for bufs in buffers for b in bufs))
+        self.precision.check_params(any(_is_bfloat16(b) for bufs in buffers for b in bufs), spec)
         self.param_groups = [ParamGroup(group) for group in groups]
         self._plans = [GroupPlan(backend, b) for b in buffers]
         self.state: dict[int, dict] = {}
@@ -218,17 +218,29 @@ class Optimizer:
         for index, b in enumerate(plan.buffers):
             rows = {} if device is None else {"device_values": device.row(k, index)}
             st = self.state[b.id]
+            blockwise = self.precision.blockwise(b.p.size)
             for name in variant.state_names:
                 if name not in st:
                     fill = spec.state_fill.get(name)
-                    dtype = self.precision.storage_dtype(name, b.p.dtype, spec)
-                    st[name] = allocate(backend, b.p.size, dtype, fill(hyper) if fill else 0.0)
+                    fill = fill(hyper) if fill else 0.0
+                    if blockwise:
+                        fmt = self.precision.format(name, spec)
+                        st[name], st[name + SCALE] = allocate_blocks(backend, b.p.size, fmt, fill)
+                    else:
+                        dtype = self.precision.storage_dtype(name, b.p.dtype, spec)
+                        st[name] = allocate(backend, b.p.size, dtype, fill)
             states = tuple(st[name] for name in variant.state_names)
             ema = st.get("ema") if self.ema_decay is not None else None
             p = self._updated(b)
             mirror = b.p if _is_bfloat16(b) else None
-            rows["roundings"] = tuple(self.precision.rounding(name, spec) for name in variant.state_names)
             rows["mirror_rounding"] = self.precision.mirror_rounding
+            if blockwise:
+                scales = tuple(st[name + SCALE] for name in variant.state_names)
+                formats = tuple(self.precision.format(name, spec) for name in variant.state_names)
+                launches.append(backend.blockwise_launcher(variant.rule, spec.record, p, b.g, states, scales, ema,
+                                                           mirror=mirror, formats=formats, **rows))
+                continue
+            rows["roundings"] = tuple(self.precision.rounding(name, spec) for name in variant.state_names)
             if spec.segmented is not None:
                 launches.append(backend.segmented_launcher(spec.segmented, spec.record, p, b.g, states, ema,
                                                            b.segments, mirror=mirror, **rows))

@@ -29,6 +29,45 @@ def _to_i32(context, builder, value, from_type):
     return builder.trunc(wide, _I32)
 
 
+# -- float32 <-> its bits -----------------------------------------------------------
+
+
+def float_bits(x):
+    """The IEEE bits of ``x`` (converted to float32), as uint32."""
+    return np.float32(x).view(np.uint32)
+
+
+def bits_float(b):
+    """The float32 whose bits are the low 32 bits of ``b``."""
+    return np.uint32(int(b) & 0xFFFFFFFF).view(np.float32)
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(_to_float32(context, builder, args[0], signature.args[0]), _I32)
+
+    return types.uint32(x), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, b):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(_to_i32(context, builder, args[0], signature.args[0]), ir.FloatType())
+
+    return types.float32(b), codegen
+
+
+@overload(float_bits)
+def _float_bits_impl(x):
+    return lambda x: _float_bits(x)
+
+
+@overload(bits_float)
+def _bits_float_impl(b):
+    return lambda b: _bits_float(b)
+
+
 # -- bfloat16 <-> float32 ------------------------------------------------------------
 
 
@@ -272,5 +311,6 @@ def split(value: int) -> tuple[float, float]:
     return float(value & 0xFFFF), float(value >> 16)
 
 
-__all__ = ["bfloat16_to_float", "buffer_seed", "float_to_bfloat16", "float_to_bfloat16_stochastic",
-           "float_to_bfloat16_up", "halves", "mix32", "noise", "split", "stream_key", "stream_keys"]
+__all__ = ["bfloat16_to_float", "bits_float", "buffer_seed", "float_bits", "float_to_bfloat16",
+           "float_to_bfloat16_stochastic", "float_to_bfloat16_up", "halves", "mix32", "noise", "split", "stream_key",
+           "stream_keys"]

@@ -8,7 +8,7 @@ import numpy as np
 from numba import prange
 
 from ..config import reduction_jit
-from . import cpu_loops, threads
+from . import cpu_blocks, cpu_loops, threads
 from .codecs import BFLOAT16, bfloat16_to_float32, decode, float32_to_bfloat16
 from .host_arrays import aligned_zeros, param_grad_pair
 from .segments import BLOCK, block_plan, normalise_segments
@@ -158,6 +158,14 @@ class CPUBackend:
         kernel = cpu_loops.segmented_kernel(segmented, record, BLOCK, roundings, mirror_rounding)
         lo, hi, tensor, n_tensors = block_plan(p.size, normalise_segments(p.size, segments))
         return _launcher(kernel, p.size, (p, g, states, ema, mirror), (lo, hi, tensor, n_tensors))
+
+    @staticmethod
+    def blockwise_launcher(rule, record, p, g, codes: tuple, scales: tuple, ema, mirror=None, formats=(),
+                           mirror_rounding="nearest"):
+        """``launch(values)``: one fused pass of ``rule`` over these buffers with
+        8-bit block-float states (see :func:`fastopt.backends.cpu_blocks.blockwise_kernel`)."""
+        kernel = cpu_blocks.blockwise_kernel(rule, record, formats, mirror_rounding)
+        return _launcher(kernel, p.size, (p, g, codes, scales, ema, mirror))
 
     @staticmethod
     def sum_of_squares(g: np.ndarray) -> float:

@@ -105,6 +105,8 @@ class Spec:
         State name -> what its values are, which decides how a low-precision
         codec stores them: ``"moment"`` (signed, on the gradient's scale; the
         default), ``"square"`` (non-negative, on the gradient's scale squared),
+        ``"sum"`` (a growing sum of squares, Adagrad's: each step adds less
+        than its resolution once it is large, so rounding to nearest drifts),
         ``"max_square"`` (a running maximum of squares, AMSGrad's: must never
         be stored below a value it dominated), ``"decaying_max"`` (Adamax's
         infinity norm, a maximum that decays by a factor close to 1 every

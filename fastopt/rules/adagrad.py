@@ -51,5 +51,5 @@ SPEC = Spec(
     coefficients=_coefficients,
     state_fill={"sum": lambda h: h.initial_accumulator_value},
     torch_name="Adagrad",
-    state_roles=dict(sum="square"),
+    state_roles=dict(sum="sum"),
 )
