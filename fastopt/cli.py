@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, TypeError, ImportError) as exc:
+    except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"fastopt {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -378,7 +378,7 @@ class MLP:
         y = _check_labels(y, x.shape[0], self.n_classes)
         return float(np.mean(self.predict(x) == y)) if y.size else float("nan")
 
-    def train_step(self, x, y, optimizer):
+    def train_step(self, x, y, optimizer, scheduler=None) -> float:
         """One gradient step: fill the gradients of ``(x, y)`` and call ``optimizer.step()``.
 
         Parameters
@@ -387,6 +387,8 @@ class MLP:
         y : array_like of int, shape (batch,)
         optimizer : object with a ``step()`` method
             Normally a fastopt optimizer built on ``self.params``.
+        scheduler : object with a ``step()`` method, optional
+            Stepped after the optimizer, e.g. a :class:`fastopt.schedules.Scheduler`.
 
         Returns
         -------
@@ -395,10 +397,15 @@ class MLP:
         """
         loss, _ = self.loss_and_grad(x, y)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         return loss
 
-    def train_epoch(self, X, y, optimizer, batch_size=None, shuffle=True, seed=None):
+    def train_epoch(self, X, y, optimizer, batch_size=None, shuffle=True, seed=None, scheduler=None) -> float:
         """One pass over ``(X, y)`` in mini-batches, one optimizer step per batch.
+
+        This is fastopt's one training loop: ``fastopt demo``, ``train`` and
+        ``compare`` run it too.
 
         Parameters
         ----------
@@ -411,11 +418,13 @@ class MLP:
         seed : int, numpy.random.Generator or None
             Shuffling seed; pass one Generator across epochs for a fresh
             permutation every epoch.
+        scheduler : object with a ``step()`` method, optional
+            Stepped after every optimizer step (a per-step learning-rate schedule).
 
         Returns
         -------
         float
-            Sample-weighted mean of the batch losses.
+            Sample-weighted mean of the batch losses (NaN or inf once training diverged).
         """
         from .data import batches
 
@@ -424,6 +433,6 @@ class MLP:
             batch_size = max(len(X), 1)
         total, count = 0.0, 0
         for xb, yb in batches(X, y, batch_size, shuffle=shuffle, seed=seed):
-            total += self.train_step(xb, yb, optimizer) * len(xb)
+            total += self.train_step(xb, yb, optimizer, scheduler) * len(xb)
             count += len(xb)
         return total / count if count else float("nan")

@@ -14,6 +14,11 @@ def _torch_tensor_to_numpy(obj, what: str):
             f"{what} is a torch tensor on {obj.device}; the CPU backend takes CPU "
             "arrays only (GPU arrays need the CUDA backend)"
         )
+    if str(obj.dtype) in ("torch.bfloat16", "torch.float16"):
+        raise TypeError(
+            f"{what} is a torch {str(obj.dtype).removeprefix('torch.')} tensor, which is not supported by "
+            "this entry point; use float32 params (a bfloat16 model: keep float32 master weights)"
+        )
     return obj.detach().numpy()
 
 

@@ -15,6 +15,8 @@ update as fastopt; ``tests/test_benchmark.py`` checks that it does.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from ..functional import init_state
@@ -381,13 +383,16 @@ def torch_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, mode: str
     if name not in TORCH_CLASSES:
         raise ValueError(f"torch.optim has no {name}")
     cls = getattr(torch.optim, TORCH_CLASSES[name])
+    (flag,) = TORCH_MODES[mode]
+    if flag not in inspect.signature(cls).parameters:
+        raise ValueError(f"torch.optim.{cls.__name__} has no {flag} implementation")
     param = torch.nn.Parameter(torch.from_numpy(aligned_copy(p0)))
     param.grad = torch.from_numpy(g)
     try:
         opt = cls([param], **h, **TORCH_MODES[mode])
         opt.step()  # builds the state; a missing kernel fails here, not in the timed loop
     except (TypeError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"torch.optim.{cls.__name__} {TORCH_MODES[mode]}: {str(exc).splitlines()[0]}") from None
+        raise ValueError(f"torch.optim.{cls.__name__}({flag}=True) failed: {str(exc).splitlines()[0][:120]}") from None
     step = opt.step
 
     def run(k: int) -> None:

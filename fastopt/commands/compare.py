@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from ._progress import ProgressBar
+import argparse
+import sys
+from typing import Any
+
+from ..progress import ProgressBar
 from ._training import (
     add_common_arguments,
     available_presets,
+    divergence_warning,
     make_optimizer,
     preset_name,
     run_setup,
@@ -13,20 +18,20 @@ from ._training import (
 )
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--optimizers", default=None,
                         help="comma-separated optimizers to compare (default: every one, plus SGD with momentum)")
 
 
-def _hyper_text(optimizer) -> str:
+def _hyper_text(optimizer: Any) -> str:
     group, defaults = optimizer.param_groups[0], type(optimizer).spec.defaults
     parts = [f"lr={group['lr']:g}"]
     parts += [f"{k}={group[k]:g}" for k in ("momentum", "weight_decay") if k in group and group[k] != defaults[k]]
     return " ".join(parts)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..nn import MLP
 
     if args.optimizers is None:
@@ -39,7 +44,7 @@ def run(args) -> int:
     print(f"fastopt compare: {'-'.join(map(str, data.sizes))} MLP on {data.name} "
           f"({len(data.y_train)} training samples), batch {batch_size}, {epochs} epochs, seed {args.seed}")
     bar = ProgressBar(epochs * len(names), "compare", enabled=False if args.no_progress else None)
-    rows, curves = [], {}
+    rows, curves, warnings = [], {}, []
     with bar:
         for name in names:
             model = MLP(data.sizes, seed=args.seed)
@@ -48,7 +53,12 @@ def run(args) -> int:
             result = train(model, optimizer, data, epochs, batch_size, seed=args.seed, progress=bar)
             bar.update(epochs - len(result.epoch_losses))  # a diverged run stops early
             rows.append((name, _hyper_text(optimizer), result))
+            warning = divergence_warning("compare", name, result, optimizer.param_groups[0]["lr"])
+            if warning:
+                warnings.append(warning)
             curves[f"{name} ({_hyper_text(optimizer)})"] = result.epoch_losses
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     has_test = data.X_test is not None
     header = f"{'optimizer':<10} {'hyperparameters':<24} {'loss':>8} {'train acc':>9}"
     header += f" {'test acc':>8}" if has_test else ""

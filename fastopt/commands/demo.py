@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._progress import ProgressBar
+from ..progress import ProgressBar
 from ._training import check_positive, load_dataset, make_optimizer, train
 
 
