@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 COMMANDS = {
     "demo": ("fastopt.commands.demo", "train a small MLP on spiral data, then time one step against NumPy"),
@@ -36,7 +37,7 @@ def _version() -> str:
     return f"fastopt {__version__}"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

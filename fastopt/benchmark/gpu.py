@@ -91,8 +91,8 @@ class Arrays:
             try:
                 import torch
             except ImportError:
-                torch = None
-            if torch is not None and torch.cuda.is_available():
+                return
+            if torch.cuda.is_available():
                 self.torch = torch
 
     def from_host(self, a: np.ndarray) -> Any:

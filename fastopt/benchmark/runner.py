@@ -184,7 +184,7 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    settings = dict(QUICK if quick else FULL)
+    settings: dict[str, Any] = dict(QUICK if quick else FULL)
     if rounds is not None:
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
@@ -195,7 +195,8 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
     torch_threads = _match_threads()
     if torch_threads is None:
         notes.append("torch is not installed: torch.optim baselines skipped")
-    results, left_out = [], {}
+    results: list[dict] = []
+    left_out: dict[str, list[int]] = {}
     with ProgressBar(len(names) * len(sizes), "bench", enabled=None if progress else False) as bar:
         for name in names:
             h = hyperparameters(name)

@@ -7,15 +7,19 @@ and times the ``optimizer.step()`` calls separately from the rest.
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..progress import ProgressBar
+
+if TYPE_CHECKING:
+    from ..nn import MLP
 
 __all__ = [
     "DATASETS", "PRESETS", "available_presets", "SCHEDULE_NAMES", "Dataset", "TrainResult",
@@ -71,14 +75,14 @@ class Dataset:
     batch_size: int
 
 
-def _spiral(seed):
+def _spiral(seed: int) -> Dataset:
     from ..data import spiral
 
     X, y = spiral(n_classes=3, n_per_class=100, seed=seed)
     return Dataset("spiral", X, y, None, None, (2, 64, 3), epochs=100, batch_size=32)
 
 
-def _digits(seed):
+def _digits(seed: int) -> Dataset:
     from ..data import digits
 
     (X, y), (Xt, yt) = digits(test_fraction=0.2, seed=seed)
@@ -89,7 +93,7 @@ def _digits(seed):
 DATASETS = {"spiral": _spiral, "digits": _digits}
 
 
-def _lookup(kind: str, name: str, choices) -> str:
+def _lookup(kind: str, name: str, choices: Iterable[str]) -> str:
     key = str(name).strip().lower().replace("-", "_")
     if key not in choices:
         raise ValueError(f"unknown {kind} {name!r}; choose from {', '.join(choices)}")
@@ -122,7 +126,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
     return DATASETS[_lookup("dataset", name, list(DATASETS))](seed)
 
 
-def make_optimizer(name: str, params, lr=None, **overrides):
+def make_optimizer(name: str, params: Any, lr: float | None = None, **overrides: Any) -> Any:
     """Build the optimizer of preset `name` on `params`.
 
     Parameters
@@ -150,7 +154,7 @@ def make_optimizer(name: str, params, lr=None, **overrides):
     return OPTIMIZERS[registry_name](params, **hyper)
 
 
-def make_schedule(name: str, lr: float, total_steps: int):
+def make_schedule(name: str, lr: float, total_steps: int) -> Callable[[float], float]:
     """A learning-rate schedule over `total_steps` optimizer steps.
 
     The decaying schedules are scaled to the run: ``inverse_time`` and
@@ -248,7 +252,7 @@ class _TimedOptimizer:
     """Stands in for the optimizer in :meth:`fastopt.nn.MLP.train_epoch`,
     timing each ``step()`` call apart from the forward and backward passes."""
 
-    def __init__(self, optimizer, result: TrainResult) -> None:
+    def __init__(self, optimizer: Any, result: TrainResult) -> None:
         self.optimizer, self.result = optimizer, result
 
     def step(self) -> None:
@@ -258,7 +262,7 @@ class _TimedOptimizer:
         self.result.steps += 1
 
 
-def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed: int = 0,
+def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: int, seed: int = 0,
           schedule: Callable[[int], float] | None = None, progress: ProgressBar | None = None) -> TrainResult:
     """Train `model` on `data` with `optimizer`, timing the optimizer steps.
 
@@ -306,7 +310,7 @@ def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed: i
     with np.errstate(all="ignore"):
         result.train_loss = model.loss(data.X_train, data.y_train)
         result.train_acc = model.accuracy(data.X_train, data.y_train)
-        if data.X_test is not None:
+        if data.X_test is not None and data.y_test is not None:
             result.test_acc = model.accuracy(data.X_test, data.y_test)
     result.diverged = result.diverged or not math.isfinite(result.train_loss)
     return result
@@ -324,7 +328,7 @@ def divergence_warning(command: str, label: str, result: TrainResult, lr: float)
             f"{where} and the run stopped there; try a smaller --lr")
 
 
-def check_positive(name: str, value, integer=False):
+def check_positive(name: str, value: float | None, integer: bool = False) -> None:
     """Raise ValueError ``"{name} must be > 0, got ..."`` unless `value` is a positive (finite) number."""
     if value is None:
         return
@@ -334,7 +338,7 @@ def check_positive(name: str, value, integer=False):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
-def run_setup(args):
+def run_setup(args: argparse.Namespace) -> tuple[Dataset, int, int]:
     """The checks and data loading shared by ``train`` and ``compare``: bad
     ``--epochs``/``--batch-size``, an unwritable ``--plot`` path and a missing
     matplotlib fail before any work. Returns ``(data, epochs, batch_size)``."""
@@ -350,7 +354,8 @@ def run_setup(args):
     return data, args.epochs or data.epochs, args.batch_size or data.batch_size
 
 
-def add_common_arguments(parser, epochs_help="epochs (default: the data set's)") -> None:
+def add_common_arguments(parser: argparse.ArgumentParser,
+                         epochs_help: str = "epochs (default: the data set's)") -> None:
     """Arguments shared by ``train`` and ``compare``."""
     parser.add_argument("--dataset", default="spiral", metavar="{" + ",".join(DATASETS) + "}",
                         help="data set (default spiral; digits needs scikit-learn)")

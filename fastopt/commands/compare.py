@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     for name, hyper, r in rows:
         line = f"{name:<10} {hyper:<24} {r.train_loss:>8.4f} {100 * r.train_acc:>8.1f}%"
-        line += f" {100 * r.test_acc:>7.1f}%" if has_test else ""
+        line += f" {100 * r.test_acc:>7.1f}%" if r.test_acc is not None else ""
         line += f" {r.us_per_step:>8.1f} {1e3 * r.step_seconds:>7.1f} ms {100 * r.step_share:>9.0f}%"
         print(line + ("  (diverged)" if r.diverged else ""))
     print(f"({rows[0][2].steps} steps per run; us/step and step total time only optimizer.step(); "
