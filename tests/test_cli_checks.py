@@ -132,3 +132,19 @@ def test_train_hyperparameter_the_optimizer_lacks(capsys):
 def test_compare_empty_optimizer_list(capsys):
     line = run_failing(capsys, "compare", "--optimizers", ",")
     assert "--optimizers must name at least one of" in line
+
+
+# -- argparse's own errors are one line too -------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lr", "fast"], "fastopt train: error: argument --lr: invalid float value: 'fast' "
+                                "(see fastopt train --help)"),
+    (["bench", "--dtype", "float16"], "fastopt bench: error: argument --dtype: invalid choice: 'float16'"),
+    (["nope"], "fastopt: error: argument COMMAND: invalid choice: 'nope'"),
+])
+def test_argument_errors_are_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith(message)
