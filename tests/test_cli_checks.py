@@ -129,6 +129,11 @@ def test_train_hyperparameter_the_optimizer_lacks(capsys):
     assert "momentum" in line
 
 
+def test_compare_bad_lr_scale(capsys):
+    line = run_failing(capsys, "compare", "--lr-scale", "0")
+    assert "--lr-scale must be > 0, got 0.0" in line
+
+
 def test_compare_empty_optimizer_list(capsys):
     line = run_failing(capsys, "compare", "--optimizers", ",")
     assert "--optimizers must name at least one of" in line

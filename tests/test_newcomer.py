@@ -31,10 +31,18 @@ def test_lamb_preset_trains_the_spiral(seed):
 
 
 def test_compare_warns_when_a_loss_becomes_nan(capsys):
-    rc = main(["compare", "--optimizers", "adam,lamb", "--epochs", "3", "--no-progress", "--seed", "0"])
+    rc = main(["compare", "--optimizers", "momentum,sgd,adam", "--lr-scale", "1e20", "--epochs", "3",
+               "--no-progress"])
     out, err = capsys.readouterr()
-    assert rc == 0 and "diverged" not in out
-    # The same through train with a far too large lr: one warning line naming optimizer and lr.
+    assert rc == 0
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("fastopt compare: warning: ") for w in warnings)
+    assert "momentum with lr=5e+18: the training loss became NaN or infinite" in warnings[0]
+    assert "sgd with lr=2e+19" in warnings[1] and warnings[1].endswith("try a smaller --lr-scale")
+    assert out.count("(diverged)") == 2  # adam's normalised steps stay finite
+
+
+def test_train_warns_when_a_loss_becomes_nan(capsys):
     rc = main(["train", "--optimizer", "lamb", "--lr", "50", "--epochs", "5", "--no-progress"])
     out, err = capsys.readouterr()
     assert rc == 1

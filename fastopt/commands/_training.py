@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASETS", "PRESETS", "available_presets", "SCHEDULE_NAMES", "Dataset", "TrainResult",
     "add_common_arguments", "check_positive", "divergence_warning", "load_dataset", "make_optimizer",
-    "make_schedule", "preset_name", "run_setup", "schedule_name", "steps_per_epoch", "train", "warm_up",
+    "make_schedule", "preset_lr", "preset_name", "run_setup", "schedule_name", "steps_per_epoch", "train", "warm_up",
 ]
 
 #: Optimizer presets for the MLPs here: registry name and hyperparameters.
@@ -103,6 +103,14 @@ def _lookup(kind: str, name: str, choices: Iterable[str]) -> str:
 def preset_name(name: str) -> str:
     """Normalise an optimizer preset name; ValueError listing the choices if unknown."""
     return _lookup("optimizer", name, list(available_presets()))
+
+
+def preset_lr(name: str) -> float:
+    """The learning rate of preset `name` (the optimizer's default where the preset sets none)."""
+    from ..rules import SPECS
+
+    registry_name, hyper = available_presets()[preset_name(name)]
+    return float(hyper.get("lr", SPECS[registry_name].defaults["lr"]))
 
 
 def schedule_name(name: str) -> str:
@@ -316,7 +324,8 @@ def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: in
     return result
 
 
-def divergence_warning(command: str, label: str, result: TrainResult, lr: float) -> str | None:
+def divergence_warning(command: str, label: str, result: TrainResult, lr: float,
+                       option: str = "--lr") -> str | None:
     """One line for stderr when `result` diverged (None otherwise): where the
     loss stopped being finite and what to try."""
     if not result.diverged:
@@ -325,7 +334,7 @@ def divergence_warning(command: str, label: str, result: TrainResult, lr: float)
     where = (f"in epoch {len(finite) + 1}" if len(finite) < len(result.epoch_losses)
              else "after the last epoch")
     return (f"fastopt {command}: warning: {label} with lr={lr:g}: the training loss became NaN or infinite "
-            f"{where} and the run stopped there; try a smaller --lr")
+            f"{where} and the run stopped there; try a smaller {option}")
 
 
 def check_positive(name: str, value: float | None, integer: bool = False) -> None:

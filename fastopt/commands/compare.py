@@ -10,8 +10,10 @@ from ..progress import ProgressBar
 from ._training import (
     add_common_arguments,
     available_presets,
+    check_positive,
     divergence_warning,
     make_optimizer,
+    preset_lr,
     preset_name,
     run_setup,
     train,
@@ -22,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--optimizers", default=None,
                         help="comma-separated optimizers to compare (default: every one, plus SGD with momentum)")
+    parser.add_argument("--lr-scale", type=float, default=1.0, metavar="X",
+                        help="multiply every optimizer's preset learning rate by X (default 1)")
 
 
 def _hyper_text(optimizer: Any) -> str:
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         names = [preset_name(n) for n in args.optimizers.split(",") if n.strip()]
     if not names:
         raise ValueError(f"--optimizers must name at least one of {', '.join(available_presets())}")
+    check_positive("--lr-scale", args.lr_scale)
     data, epochs, batch_size = run_setup(args)
     print(f"fastopt compare: {'-'.join(map(str, data.sizes))} MLP on {data.name} "
           f"({len(data.y_train)} training samples), batch {batch_size}, {epochs} epochs, seed {args.seed}")
@@ -48,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
     with bar:
         for name in names:
             model = MLP(data.sizes, seed=args.seed)
-            optimizer = make_optimizer(name, model.params)
+            optimizer = make_optimizer(name, model.params, lr=args.lr_scale * preset_lr(name))
             bar.postfix["opt"] = name
             result = train(model, optimizer, data, epochs, batch_size, seed=args.seed, progress=bar)
             bar.update(epochs - len(result.epoch_losses))  # a diverged run stops early
             rows.append((name, _hyper_text(optimizer), result))
-            warning = divergence_warning("compare", name, result, optimizer.param_groups[0]["lr"])
+            warning = divergence_warning("compare", name, result, optimizer.param_groups[0]["lr"], "--lr-scale")
             if warning:
                 warnings.append(warning)
             curves[f"{name} ({_hyper_text(optimizer)})"] = result.epoch_losses
