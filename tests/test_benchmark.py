@@ -136,7 +136,10 @@ def test_cli_bench_quick_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["settings"]["optimizers"] == ["adam"] and data["settings"]["sizes"] == [1000]
     assert "| adam | 1e3 |" in md.read_text()
-    assert "x torch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "time/step" in out and "% limit" in out
+    assert ("x torch" in out) == baselines.torch_available()
+    assert ("torch is not installed" in out) != baselines.torch_available()
 
 
 def test_cli_bench_cuda_without_a_gpu_says_so(capsys):
