@@ -11,10 +11,10 @@ INSTALL_HINT = 'pip install "fastopt[plot]"'
 
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#000000", "#f0c000", "#00008b", "#7cfc00", "#8b0000", "#ff1493",
+    "#bcbd22", "#17becf", "#000000", "#000080", "#ff00ff", "#7cfc00", "#ffd700", "#8b0000",
 )
 """Line colours, most distinct first: matplotlib's ten ``tab10`` colours, then
-black, gold, navy, lawn green, dark red and deep pink."""
+black, navy, magenta, lawn green, gold and dark red."""
 
 
 def distinct_colours(n: int) -> list[str]:
