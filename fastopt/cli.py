@@ -18,6 +18,7 @@ COMMANDS = {
     "bench": ("fastopt.commands.bench", "time every optimizer against NumPy, torch.optim and the bandwidth limit"),
     "train": ("fastopt.commands.train", "train the NumPy MLP on spiral or digits data with one optimizer"),
     "compare": ("fastopt.commands.compare", "train the same MLP with every optimizer and tabulate the results"),
+    "kernels": ("fastopt.commands.kernels", "show the CUDA kernels' PTX and ptxas registers/spills (no GPU needed)"),
 }
 
 

@@ -68,6 +68,14 @@ class Optimizer:
     ema_decay : float, optional
         Keep an exponential moving average of the params, updated in the same
         kernel pass: ``ema = d * ema + (1 - d) * p``. See :meth:`swap_ema`.
+    capturable : bool, optional
+        GPU buffers only: keep the step counts and compute the per-step
+        coefficients on the device, so that a step launches kernels and never
+        waits for the host, and can be recorded in a CUDA graph. On the GPU a
+        clipped or guarded step (``max_grad_norm``, ``nonfinite="skip"``) runs
+        this way whatever ``capturable`` says: the clip factor and the
+        non-finite flag never leave the device (``skipped_steps``,
+        ``last_grad_norm`` and ``state_dict()`` read them back when asked).
     **hyperparameters
         The optimizer's hyperparameters (torch.optim's names and defaults).
     """
@@ -75,7 +83,7 @@ class Optimizer:
     spec: Spec
 
     def __init__(self, params, *, max_grad_norm=None, max_grad_value=None, nonfinite=None,
-                 accumulate=1, ema_decay=None, **hyperparameters):
+                 accumulate=1, ema_decay=None, capturable=False, **hyperparameters):
         spec = self.spec
         unknown = set(hyperparameters) - set(spec.defaults)
         if unknown:
@@ -97,6 +105,9 @@ class Optimizer:
                 raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
             ema_decay = d
         self.ema_decay = ema_decay
+        if not isinstance(capturable, (bool, np.bool_)):
+            raise TypeError(f"capturable must be a bool, got {capturable!r}")
+        self.capturable = bool(capturable)
         defaults = {**spec.defaults, **hyperparameters}
         self._check_hyperparameters(defaults, "")
         self.defaults = defaults
@@ -107,8 +118,9 @@ class Optimizer:
         for plan in self._plans:
             for b in plan.buffers:
                 self.state[b.id] = {"step": 0, **dict(spec.carry)}
-        self.skipped_steps = 0
-        self.last_grad_norm: float | None = None
+        self._skipped = self._skip_base = 0
+        self._device_guarded = False
+        self._last_norm: float | None = None
         self._pending = 0
         self._warned_nonfinite = False
         if ema_decay is not None:
@@ -117,9 +129,24 @@ class Optimizer:
                     ema = plan.backend.zeros(b.p.size, b.p.dtype)
                     plan.backend.copy_(ema, b.p)
                     self.state[b.id]["ema"] = ema
+        self._device = self._device_steps(backend)
         # State is allocated up front (zeros, or the optimizer's initial value),
         # so that a skipped first step leaves it exactly as it was.
         self._refresh_plans()
+
+    def _device_steps(self, backend):
+        """The device-resident step state, when steps run that way (see ``capturable``)."""
+        guarded = self.nonfinite != "raise" and (self.max_grad_norm is not None or self.nonfinite == "skip")
+        if backend.name != "cuda":
+            if self.capturable:
+                raise ValueError("capturable=True needs GPU arrays (it keeps the step count on the device); "
+                                 "these params are host arrays")
+            return None
+        if not (self.capturable or guarded):
+            return None
+        bound = math.inf if self.max_grad_value is None else self.max_grad_value
+        return backend.device_steps(self.spec, [plan.buffers for plan in self._plans], bound,
+                                    self.ema_decay or 0.0)
 
     # -- hyperparameters and the step plan ---------------------------------
 
@@ -137,13 +164,13 @@ class Optimizer:
         """Bring every group's plan up to date with its dict (only what changed
         is read). Every group is validated before any array is touched; a
         changed variant re-plans."""
-        for plan, group in zip(self._plans, self.param_groups):
+        for k, (plan, group) in enumerate(zip(self._plans, self.param_groups)):
             if group is not plan.group or group.changed:
-                self._refresh(plan, group)
+                self._refresh(k, plan, group)
 
-    def _refresh(self, plan: GroupPlan, group) -> None:
+    def _refresh(self, k: int, plan: GroupPlan, group) -> None:
         if type(group) is not ParamGroup:  # the user put a plain dict there
-            group = self.param_groups[self._plans.index(plan)] = ParamGroup(group)
+            group = self.param_groups[k] = ParamGroup(group)
         try:
             hyper = refresh(self.spec, plan, group)
         except (TypeError, ValueError) as exc:
@@ -152,15 +179,19 @@ class Optimizer:
             raise
         variant = self.spec.variant(hyper)
         if variant is not plan.variant or plan.launches is None:
-            self._lay_out(plan, hyper, variant)
+            self._lay_out(k, plan, hyper, variant)
         plan.hyper, plan.variant, plan.group = hyper, variant, group
         group.changed = set()
+        if self._device is not None:
+            self._device.set_hyperparameters(k, hyper)
 
-    def _lay_out(self, plan: GroupPlan, hyper, variant) -> None:
+    def _lay_out(self, k: int, plan: GroupPlan, hyper, variant) -> None:
         """Allocate the state ``variant`` needs and build the group's launches."""
         spec, backend = self.spec, plan.backend
         launches = []
-        for b in plan.buffers:
+        device = self._device
+        for index, b in enumerate(plan.buffers):
+            rows = {} if device is None else {"device_values": device.row(k, index)}
             st = self.state[b.id]
             for name in variant.state_names:
                 if name not in st:
@@ -170,12 +201,16 @@ class Optimizer:
             ema = st.get("ema") if self.ema_decay is not None else None
             if spec.segmented is not None:
                 launches.append(backend.segmented_launcher(spec.segmented, spec.record, b.p, b.g, states, ema,
-                                                           b.segments))
+                                                           b.segments, **rows))
             else:
-                launches.append(backend.elementwise_launcher(variant.rule, spec.record, b.p, b.g, states, ema))
+                launches.append(backend.elementwise_launcher(variant.rule, spec.record, b.p, b.g, states, ema,
+                                                             **rows))
         plan.launches = launches
         plan.entries = [self.state[b.id] for b in plan.buffers]
         plan.lockstep = not spec.carry and len({st["step"] for st in plan.entries}) == 1
+        if device is not None:
+            device.set_state(k, [st["step"] for st in plan.entries],
+                             [[st[name] for name in spec.carry_names] for st in plan.entries])
 
     # -- the step --------------------------------------------------------
 
@@ -226,11 +261,13 @@ class Optimizer:
             self._pending = 0
             grad_scale /= self.accumulate
         policy = nonfinite or self.nonfinite
+        if self._device is not None and policy != "raise":
+            return self._device_step(grad_scale, policy)
         if policy == "ignore" or (policy is None and self.max_grad_norm is None):
             scale = grad_scale  # a plain step stays one pass over memory
         else:
             scale, norm = guarded_scale(self._plans, grad_scale, self.max_grad_norm, policy or "skip")
-            self.last_grad_norm = norm
+            self._last_norm = norm
             if scale is None:
                 return self._nonfinite(policy or "skip", warn)
         bound = math.inf if self.max_grad_value is None else self.max_grad_value
@@ -253,6 +290,49 @@ class Optimizer:
                 self._launch_each(plan, head)
         return True
 
+    def _device_step(self, grad_scale: float, policy: str | None) -> bool:
+        """A step whose guard, step count and coefficients live on the GPU:
+        queued, never waited for. Returns True (launched; a non-finite
+        gradient may still skip it on the device: see ``skipped_steps``)."""
+        skip = policy == "skip" or (policy is None and self.max_grad_norm is not None)
+        self._device.launch(grad_scale, self.max_grad_norm, skip)
+        self._device_guarded = self._device_guarded or skip or self.max_grad_norm is not None
+        for plan in self._plans:
+            for st in plan.entries:
+                st["step"] += 1  # launched steps; state_dict() reads the applied count back
+            for launch in plan.launches:
+                launch(None)
+        return True
+
+    def _read_device_state(self) -> None:
+        """Bring the device's step counts (and carried scalars) into ``state``."""
+        names = self.spec.carry_names
+        for k, plan in enumerate(self._plans):
+            steps, carries = self._device.read_state(k)
+            for st, step, carry in zip(plan.entries, steps, carries):
+                st["step"] = int(step)
+                st.update(zip(names, (float(x) for x in carry)))
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped because a gradient was not finite (read from the GPU
+        for device-resident steps)."""
+        if self._device is not None:
+            return self._skipped + int(self._device.read_control()[3]) - self._skip_base
+        return self._skipped
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self._skipped = int(value)
+        self._skip_base = int(self._device.read_control()[3]) if self._device is not None else 0
+
+    @property
+    def last_grad_norm(self) -> float | None:
+        """The global gradient norm of the last guarded step (None before one)."""
+        if self._device is not None and self._device_guarded:
+            return float(self._device.read_control()[2])
+        return self._last_norm
+
     def _launch_each(self, plan, head) -> None:
         """The group's launches when its params are at different steps, or the
         rule carries scalars per parameter (NAdam's ``mu_product``, kept per
@@ -271,7 +351,7 @@ class Optimizer:
     def _nonfinite(self, policy: str, warn: bool) -> bool:
         if policy == "raise":
             raise NonFiniteGradientError("gradients contain NaN or inf; the step was not applied")
-        self.skipped_steps += 1
+        self._skipped += 1
         if warn and not self._warned_nonfinite:
             warnings.warn("fastopt: non-finite gradient, step skipped (params and state unchanged); "
                           "further skips are counted in optimizer.skipped_steps", RuntimeWarning, stacklevel=4)
@@ -318,6 +398,8 @@ class Optimizer:
     def state_dict(self) -> dict:
         """A snapshot of hyperparameters and state (host copies, param-shaped),
         in torch's layout: ``{"state": {id: {...}}, "param_groups": [...]}``."""
+        if self._device is not None:
+            self._read_device_state()
         return _state_io.state_dict(self)
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -333,7 +415,7 @@ class Optimizer:
         return "\n".join(lines + [")"])
 
 
-_OPTIONS = ("max_grad_norm", "max_grad_value", "nonfinite", "accumulate", "ema_decay")
+_OPTIONS = ("max_grad_norm", "max_grad_value", "nonfinite", "accumulate", "ema_decay", "capturable")
 
 
 def _optimizer_class(spec: Spec) -> type:

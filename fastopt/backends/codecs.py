@@ -18,14 +18,24 @@ from numba import types
 from numba.extending import overload
 
 
+def decode(storage, raw):
+    """The number a raw element of ``storage`` stands for."""
+    return raw
+
+
+def encode(storage, x):
+    """The raw element of ``storage`` that stands for number ``x``."""
+    return x
+
+
 def load_value(storage, i):
     """Element ``i`` of ``storage``, as a number."""
-    return storage[i]
+    return decode(storage, storage[i])
 
 
 def store_value(storage, i, x):
     """Store number ``x`` as element ``i`` of ``storage``."""
-    storage[i] = x
+    storage[i] = encode(storage, x)
 
 
 def load_states(states, i):
@@ -43,21 +53,31 @@ def _is_float_array(storage) -> bool:
     return isinstance(storage, types.Array) and isinstance(storage.dtype, types.Float)
 
 
+@overload(decode)
+def _decode(storage, raw):
+    if _is_float_array(storage):
+        return lambda storage, raw: raw
+    return None
+
+
+@overload(encode)
+def _encode(storage, x):
+    if _is_float_array(storage):
+        return lambda storage, x: x
+    return None
+
+
 @overload(load_value)
 def _load_value(storage, i):
-    if _is_float_array(storage):
-        return lambda storage, i: storage[i]
-    return None
+    return lambda storage, i: decode(storage, storage[i])
 
 
 @overload(store_value)
 def _store_value(storage, i, x):
-    if _is_float_array(storage):
-        def store(storage, i, x):
-            storage[i] = x
+    def store(storage, i, x):
+        storage[i] = encode(storage, x)
 
-        return store
-    return None
+    return store
 
 
 MAX_STATES = 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numba.extending import register_jitable
+
 from ..config import element_jit
 
 
@@ -13,6 +15,7 @@ def adam_moments(g, m, v, c):
     return c.b1 * m + c.one_minus_b1 * g, c.b2 * v + c.one_minus_b2 * g * g
 
 
+@register_jitable
 def decay_terms(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
     """``(l2, decay)``: coupled weight decay adds ``l2 * p`` to the gradient;
     decoupled weight decay multiplies the parameter by ``decay`` first."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from numba.extending import register_jitable
+
 from ..config import element_jit
 from ._checks import beta_pair, boolean, nonnegative
 from ._math import adam_moments, decay_terms
@@ -25,6 +27,7 @@ def nadam(p, g, s, c):
 VARIANT = Variant(nadam, ("exp_avg", "exp_avg_sq"))
 
 
+@register_jitable
 def _mu(b1: float, psi: float, t: int) -> float:
     """The momentum coefficient of step ``t`` (Dozat's schedule, as torch)."""
     return b1 * (1.0 - 0.5 * 0.96 ** (t * psi))

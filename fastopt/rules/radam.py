@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from numba.extending import register_jitable
+
 from ..config import element_jit
 from ._checks import beta_pair, boolean, nonnegative
 from ._math import adam_moments, decay_terms
@@ -29,6 +31,7 @@ def radam(p, g, s, c):
 VARIANT = Variant(radam, ("exp_avg", "exp_avg_sq"))
 
 
+@register_jitable
 def rectification(b2: float, step: int) -> float:
     """RAdam's variance rectification factor ``r_t``, or 0.0 while
     ``rho_t <= 5`` (the un-adapted phase)."""

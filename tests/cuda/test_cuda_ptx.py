@@ -116,3 +116,47 @@ def test_the_check_catches_float64_promotion():
             p[i] = p[i] * 0.1
 
     assert F64_OPS.findall(_ptx(promoting, "void(float32[::1])"))
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["plain", "guarded"])
+@pytest.mark.parametrize("name", sorted(__import__("fastopt.rules", fromlist=["SPECS"]).SPECS))
+def test_device_prologue_compiles_every_coefficient_function(name, guarded):
+    """Device-resident steps run each spec's own coefficient function on the GPU."""
+    from numba import types
+
+    from fastopt.backends.cuda import device_steps
+    from fastopt.rules import SPECS
+
+    f64, i64 = types.Array(types.float64, 1, "C"), types.Array(types.int64, 1, "C")
+    f64_2d = types.Array(types.float64, 2, "C")
+    signature = types.void(f64, i64, f64_2d, f64, types.float64, types.float64, types.float64, types.float64,
+                           f64_2d)
+    ptx = _ptx(device_steps.prologue_source(SPECS[name], guarded), signature)
+    assert "st.global.f64" in ptx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", VARIANTS[:3], ids=[v[2] for v in VARIANTS[:3]])
+def test_device_values_update_kernel_compiles(variant, dtype):
+    spec, v, _ = variant
+    n_values = K.HEAD + len(spec.record._fields)
+    signature = K.update_signature(dtype, len(v.state_names), n_values, device_values=True)
+    ptx = _ptx(K.elementwise_source(v.rule, spec.record, False, True, True, dtype), signature)
+    assert ptx.count("ld.global.v4") + ptx.count("ld.global.v2") >= 1
+    if dtype == np.float32:
+        # the values arrive in float64 and are cast once (and the skip flag
+        # is compared once per thread): no f64 arithmetic on elements
+        arithmetic = [op for op in F64_OPS.findall(ptx) if not op.strip().startswith(("ld.", "cvt", "setp"))]
+        assert arithmetic == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_guard_kernels_compile(dtype):
+    from numba import types
+
+    from fastopt.backends.cuda import device_steps
+
+    f64 = types.Array(types.float64, 1, "C")
+    _ptx(device_steps.flagged_sums_source(256, 1 << 16), types.void(K.vector(dtype), f64, f64))
+    _ptx(device_steps.finalize_source(256),
+         types.void(f64, f64, types.float64, types.float64, types.float64, f64))

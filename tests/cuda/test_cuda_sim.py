@@ -316,3 +316,124 @@ def test_lamb_runs_on_the_gpu_with_one_ratio_per_tensor(segmented):
         g.copy_to_device(grad.astype(np.float32))
         opt.step()
         np.testing.assert_allclose(p.copy_to_host(), expected[t], rtol=rtol, atol=atol, err_msg=f"step {t + 1}")
+
+
+# -- device-resident steps (guard, step count and coefficients on the GPU) ------------------
+
+
+def _pair(p0, dtype=np.float32):
+    return _device(p0, dtype), _device(np.zeros_like(p0), dtype)
+
+
+@pytest.mark.parametrize("name, hyper", [("adam", dict(lr=1e-2)), ("nadam", dict(lr=1e-2)),
+                                         ("sgd", dict(lr=0.05, momentum=0.9)), ("lamb", dict(lr=1e-2)),
+                                         ("radam", {})], ids=lambda x: x if isinstance(x, str) else "")
+def test_capturable_steps_match_the_host_steps(name, hyper):
+    """Coefficients computed on the device by the spec's own function, a
+    scheduler changing lr between steps, EMA on: the same trajectory."""
+    p0, grads = random_problem(N, STEPS + 3, seed=8)
+    runs = []
+    for capturable in (False, True):
+        p, g = _pair(p0)
+        opt = fastopt.OPTIMIZERS[name]([(p, g)], capturable=capturable, ema_decay=0.8, **hyper)
+        assert (opt._device is not None) == capturable
+        for t, grad in enumerate(grads):
+            opt.param_groups[0]["lr"] = hyper.get("lr", 1e-3) / (1 + t)
+            g.copy_to_device(grad.astype(np.float32))
+            opt.step()
+        runs.append((p.copy_to_host(), opt.state_dict()))
+    rtol, atol = tolerance(np.float32, STEPS + 3)
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=rtol, atol=atol)
+    host, device = runs[0][1]["state"][0], runs[1][1]["state"][0]
+    assert device["step"] == host["step"] == STEPS + 3
+    if "mu_product" in host:
+        assert device["mu_product"] == pytest.approx(host["mu_product"], rel=1e-12)
+    np.testing.assert_allclose(device["ema"], host["ema"], rtol=rtol, atol=atol)
+
+
+def test_clipped_step_keeps_the_factor_on_the_device():
+    p0, grads = random_problem(N, STEPS, seed=9)
+    grads = [5.0 * g for g in grads]  # every step clips
+    gpu_p, gpu_g = _pair(p0)
+    gpu = fastopt.Adam([(gpu_p, gpu_g)], lr=1e-2, max_grad_norm=1.0)
+    assert gpu._device is not None  # guarded steps are device-resident on the GPU
+    cpu_p, cpu_g = p0.astype(np.float32), np.zeros(N, np.float32)
+    cpu = fastopt.Adam([(cpu_p, cpu_g)], lr=1e-2, max_grad_norm=1.0)
+    for grad in grads:
+        gpu_g.copy_to_device(grad.astype(np.float32))
+        cpu_g[:] = grad
+        gpu.step()
+        cpu.step()
+        assert gpu.last_grad_norm == pytest.approx(cpu.last_grad_norm, rel=1e-6)
+    rtol, atol = tolerance(np.float32, STEPS)
+    np.testing.assert_allclose(gpu_p.copy_to_host(), cpu_p, rtol=rtol, atol=atol)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_nonfinite_step_is_skipped_on_the_device_and_not_counted():
+    p0, grads = random_problem(N, 6, seed=10)
+    grads[2] = grads[2].copy()
+    grads[2][5] = np.nan
+    grads[4] = grads[4].copy()
+    grads[4][0] = np.inf
+    p, g = _pair(p0)
+    opt = fastopt.Adam([(p, g)], lr=1e-2, nonfinite="skip", capturable=True)
+    after = []
+    for grad in grads:
+        g.copy_to_device(grad.astype(np.float32))
+        opt.step()
+        after.append(p.copy_to_host())
+    np.testing.assert_array_equal(after[2], after[1])
+    np.testing.assert_array_equal(after[4], after[3])
+    assert opt.skipped_steps == 2
+    assert opt.state_dict()["state"][0]["step"] == 4
+    kept = [grads[k] for k in (0, 1, 3, 5)]
+    expected = run_reference("adam", p0, kept, dict(lr=1e-2))
+    rtol, atol = tolerance(np.float32, 6)
+    np.testing.assert_allclose(after[-1], expected[-1], rtol=rtol, atol=atol)
+
+
+def test_device_state_round_trips_through_load_state_dict():
+    p0, grads = random_problem(N, 8, seed=12)
+    p, g = _pair(p0)
+    opt = fastopt.NAdam([(p, g)], lr=1e-2, capturable=True)
+    for grad in grads[:4]:
+        g.copy_to_device(grad.astype(np.float32))
+        opt.step()
+    saved = opt.state_dict()
+    p2, g2 = _pair(p.copy_to_host())
+    resumed = fastopt.NAdam([(p2, g2)], lr=1e-2, capturable=True)
+    resumed.load_state_dict(saved)
+    for grad in grads[4:]:
+        for opt_, g_ in ((opt, g), (resumed, g2)):
+            g_.copy_to_device(grad.astype(np.float32))
+            opt_.step()
+    np.testing.assert_array_equal(p2.copy_to_host(), p.copy_to_host())
+    assert resumed.state_dict()["state"][0]["step"] == 8
+
+
+def test_capturable_needs_gpu_arrays():
+    with pytest.raises(ValueError, match="capturable=True needs GPU arrays"):
+        fastopt.Adam([(np.ones(4, np.float32), np.ones(4, np.float32))], capturable=True)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4], ids=["aligned", "odd view", "aligned view"])
+def test_vectorized_and_scalar_paths_agree_with_the_reference(offset):
+    """An aligned buffer takes the vectorized kernel (4 elements per thread,
+    scalar tail); a view at an odd offset the one-element kernel."""
+    from fastopt.backends.cuda import kernels as K
+
+    n = N + offset
+    p0, grads = random_problem(n, STEPS, seed=14)
+    base_p, base_g = _device(p0, np.float32), _device(np.zeros(n), np.float32)
+    p, g = base_p[offset:], base_g[offset:]
+    assert K.vector_aligned(p, g) == (offset % 4 == 0)
+    opt = fastopt.Adam([(p, g)], lr=1e-2, amsgrad=True)
+    expected = run_reference("adam", p0[offset:], [gr[offset:] for gr in grads], dict(lr=1e-2, amsgrad=True))
+    rtol, atol = tolerance(np.float32, STEPS)
+    for t, grad in enumerate(grads):
+        g.copy_to_device(grad[offset:].astype(np.float32))
+        opt.step()
+        np.testing.assert_allclose(p.copy_to_host(), expected[t], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(base_p.copy_to_host()[:offset], p0[:offset].astype(np.float32))

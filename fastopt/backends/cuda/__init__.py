@@ -14,94 +14,14 @@ host-device copy, no synchronisation.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from numba.core.errors import NumbaPerformanceWarning
 
 from ..segments import BLOCK, block_plan, normalise_segments
 from . import kernels as K
 from .arrays import device_index, device_pair, device_view, stream_of
+from .launching import compile_kernel, configured, device_blocks, helper, on_device, synchronize
+from .occupancy import launch_bounds
 from .runtime import SIMULATOR, cuda
-
-_compiled: dict = {}
-
-
-def _compile(key, build):
-    """A compiled kernel, built once per process: ``build() -> (pyfunc, signature)``."""
-    kernel = _compiled.get(key)
-    if kernel is None:
-        pyfunc, signature = build()
-        kernel = _compiled[key] = cuda.jit(signature)(pyfunc)
-    return kernel
-
-
-def _helper(name: str, dtype, threads: int = 256, chunk: int = 1 << 16):
-    """A compiled helper kernel (see :func:`fastopt.backends.cuda.kernels.helper_kernels`)."""
-    return _compile(("helper", name, np.dtype(dtype), threads, chunk),
-                    lambda: K.helper_kernels(dtype, threads, chunk)[name])
-
-
-_configured: dict = {}
-
-
-def configured(kernel, blocks: int, threads: int, stream):
-    """``kernel[blocks, threads, stream]``, made once and reused.
-
-    Configuring costs a stream conversion and, for grids under 128 blocks,
-    numba's low-occupancy warning, which is wrong here (a small buffer needs
-    few blocks) and silenced. The simulator's kernels hold a single
-    configuration, so there it is set on every call.
-    """
-    if SIMULATOR:
-        return kernel[blocks, threads]
-    key = (kernel, blocks, threads, stream)
-    launch = _configured.get(key)
-    if launch is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaPerformanceWarning)
-            launch = _configured[key] = kernel[blocks, threads, stream]
-    return launch
-
-
-_limits: dict = {}
-
-
-def _device_blocks(threads: int, device: int) -> int:
-    """Blocks that fill every SM of device ``device`` at full occupancy."""
-    limits = _limits.get(device)
-    if limits is None:
-        with _on_device(device):
-            d = cuda.get_current_device()
-            limits = _limits[device] = (getattr(d, "MULTIPROCESSOR_COUNT", 1),
-                                        getattr(d, "MAX_THREADS_PER_MULTIPROCESSOR", 2048))
-    sms, per_sm = limits
-    return max(1, sms * max(1, per_sm // threads))
-
-
-class _NoSwitch:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NO_SWITCH = _NoSwitch()
-
-
-def _on_device(device: int):
-    """A context manager making ``device`` current (a no-op with one GPU or the simulator)."""
-    if SIMULATOR or device is None or len(cuda.gpus) < 2:
-        return _NO_SWITCH
-    return cuda.gpus[device]
-
-
-def _synchronize() -> None:
-    # Host-facing copies are not on the hot path: fence the whole device so
-    # that a kernel still running on a caller's non-blocking stream is ordered
-    # before (and after) them.
-    cuda.synchronize()
 
 
 class CUDABackend:
@@ -164,7 +84,7 @@ class CUDABackend:
     @staticmethod
     def to_host(a) -> np.ndarray:
         """A host copy of device array ``a`` (after all queued work)."""
-        _synchronize()
+        synchronize()
         return a.copy_to_host()
 
     @staticmethod
@@ -172,12 +92,12 @@ class CUDABackend:
         """``dst[:] = src`` for a flat device ``dst`` and a host or device ``src``."""
         from .. import is_gpu_array
 
-        _synchronize()
+        synchronize()
         if is_gpu_array(src):
             dst.copy_to_device(device_view(src, "src").reshape(dst.shape))
         else:
             dst.copy_to_device(np.ascontiguousarray(np.asarray(src), dtype=dst.dtype).reshape(dst.shape))
-        _synchronize()
+        synchronize()
 
     def fill_(self, a, value: float) -> None:
         """``a[:] = value``, queued on ``a``'s stream (used by ``zero_grad``)."""
@@ -186,37 +106,51 @@ class CUDABackend:
     def _fill(self, a, value, stream) -> None:
         if not a.size:
             return
-        kernel = _helper("fill", a.dtype)
+        kernel = helper("fill", a.dtype)
         configured(kernel, self._blocks(a.size, device_index(a)), self.threads_per_block, stream)(
             a, a.dtype.type(value))
 
     def scale_(self, a, factor: float) -> None:
         """``a[:] *= factor``, queued on ``a``'s stream (standalone clipping)."""
         if a.size:
-            kernel = _helper("scale", a.dtype)
+            kernel = helper("scale", a.dtype)
             configured(kernel, self._blocks(a.size, device_index(a)), self.threads_per_block, stream_of(a))(
                 a, a.dtype.type(factor))
 
-    def _blocks(self, n: int, device=None, threads: int | None = None) -> int:
+    def _blocks(self, n: int, device=None, threads: int | None = None, kernel=None, per_thread: int = 1) -> int:
+        """Grid size for ``n`` elements, ``per_thread`` per thread per trip,
+        never more blocks than are resident (or than ``max_blocks``)."""
         threads = threads or self.threads_per_block
-        cap = self.max_blocks if self.max_blocks is not None else _device_blocks(threads, device)
-        return max(1, min(cap, -(-n // threads)))
+        cap = self.max_blocks if self.max_blocks is not None else device_blocks(threads, device, kernel)
+        return max(1, min(cap, -(-n // (threads * per_thread))))
 
     # -- the update ----------------------------------------------------------
 
-    def elementwise_launcher(self, rule, record, p, g, states: tuple, ema):
+    def elementwise_launcher(self, rule, record, p, g, states: tuple, ema, device_values=None):
         """``launch(values)``: one fused pass of ``rule`` over these device
-        arrays, queued on ``p``'s owner's current stream."""
+        arrays, queued on ``p``'s owner's current stream. The vectorized
+        kernel runs when every array is aligned to its vector width (always
+        for buffers fastopt allocates; a view at an odd offset takes the
+        one-element-per-trip kernel). With ``device_values = (array, row)``
+        (device-resident steps, :mod:`.device_steps`) the kernel reads its
+        values from that row and ``launch`` ignores its argument."""
         dtype = np.dtype(p.dtype)
         with_ema = ema is not None
         storages = tuple(states) + ((ema,) if with_ema else ())
         n_values = K.HEAD + len(record._fields)
-        kernel = _compile(("elementwise", rule, record, with_ema, dtype, len(storages)),
-                          lambda: (K.elementwise_source(rule, record, with_ema),
-                                   K.update_signature(dtype, len(storages), n_values)))
-        return self._launch_over(kernel, p, (p, g, storages), dtype)
+        vectorized = K.vector_aligned(p, g, *storages)
+        on_device_values = device_values is not None
+        kernel = compile_kernel(
+            ("elementwise", rule, record, with_ema, dtype, len(storages), vectorized, on_device_values),
+            lambda: (K.elementwise_source(rule, record, with_ema, vectorized, on_device_values, dtype),
+                     K.update_signature(dtype, len(storages), n_values, on_device_values)),
+            bounds=launch_bounds(dtype))
+        args = (p, g, storages) + (tuple(device_values) if on_device_values else ())
+        return self._launch_over(kernel, p, args, dtype, K.VEC if vectorized else 1, on_device_values)
 
-    def _launch_over(self, kernel, p, args: tuple, dtype):
+    def _launch_over(self, kernel, p, args: tuple, dtype, per_thread: int = 1, fixed_args: bool = False):
+        """``launch(values)`` running ``kernel(*args, values)`` over ``p``'s
+        elements (``kernel(*args)`` when ``fixed_args``)."""
         n, device, threads = p.size, device_index(p), self.threads_per_block
         if not n:
             return lambda values: None
@@ -226,11 +160,13 @@ class CUDABackend:
             def launch(values):
                 # The simulator runs Python: cast here what the real launch
                 # casts in numba's argument marshalling.
-                configured(kernel, self._blocks(n, device), threads, 0)(*args, tuple(map(cast, values)))
+                blocks = self._blocks(n, device, per_thread=per_thread)
+                extra = () if fixed_args else (tuple(map(cast, values)),)
+                configured(kernel, blocks, threads, 0)(*args, *extra)
 
             return launch
-        blocks = self._blocks(n, device)
-        switch = _on_device(device)
+        blocks = self._blocks(n, device, kernel=kernel, per_thread=per_thread)
+        switch = on_device(device)
         launches: dict = {}
 
         def launch(values):
@@ -239,31 +175,34 @@ class CUDABackend:
             if configured_kernel is None:
                 configured_kernel = launches[stream] = configured(kernel, blocks, threads, stream)
             with switch:
-                configured_kernel(*args, values)
+                if fixed_args:
+                    configured_kernel(*args)
+                else:
+                    configured_kernel(*args, values)
 
         return launch
 
-    def segmented_launcher(self, segmented, record, p, g, states: tuple, ema, segments):
+    def segmented_launcher(self, segmented, record, p, g, states: tuple, ema, segments, device_values=None):
         """``launch(values)``: the two-pass segmented driver (LAMB) over these
-        device arrays; ``segments`` as for the CPU backend."""
+        device arrays; ``segments`` and ``device_values`` as for the CPU
+        backend and :meth:`elementwise_launcher`."""
         dtype = np.dtype(p.dtype)
         with_ema = ema is not None
         storages = tuple(states) + ((ema,) if with_ema else ())
         n_values = K.HEAD + len(record._fields)
         threads = self.reduction_threads
-        sources = K.segmented_sources(segmented, record, with_ema, threads)
-        signatures = K.segmented_signatures(dtype, len(storages), n_values)
-        key = ("segmented", segmented, record, with_ema, dtype, len(storages), threads)
-        one, per_tensor, two = (_compile(key + (k,), lambda k=k: (sources[k], signatures[k])) for k in range(3))
+        on_device_values = device_values is not None
+        sources = K.segmented_sources(segmented, record, with_ema, threads, on_device_values, dtype)
+        signatures = K.segmented_signatures(dtype, len(storages), n_values, on_device_values)
+        key = ("segmented", segmented, record, with_ema, dtype, len(storages), threads, on_device_values)
+        one, per_tensor, two = (compile_kernel(key + (k,), lambda k=k: (sources[k], signatures[k]))
+                                for k in range(3))
         lo, hi, tensor, n_tensors = block_plan(p.size, normalise_segments(p.size, segments), self.segment_block)
         first = np.searchsorted(tensor, np.arange(n_tensors), side="left") if n_tensors else np.zeros(0, np.int64)
         # Chunks of tensor k are contiguous in the plan (it walks the tensors in order).
         last = np.array([first[k] + np.count_nonzero(tensor == k) for k in range(n_tensors)], np.int64)
-        order_ok = all(np.all(tensor[first[k]:last[k]] == k) for k in range(n_tensors))
-        if not order_ok:  # pragma: no cover - block_plan guarantees it
-            raise AssertionError("segment blocks are not contiguous per tensor")
         device = device_index(p)
-        with _on_device(device):
+        with on_device(device):
             lo_d, hi_d, tensor_d = (cuda.to_device(np.ascontiguousarray(a)) for a in (lo, hi, tensor))
             first_d, last_d = cuda.to_device(first.astype(np.int64)), cuda.to_device(last)
             partial = cuda.device_array((2, max(1, lo.size)), np.float64)
@@ -272,21 +211,31 @@ class CUDABackend:
         chunk_blocks = max(1, min(lo.size, self.max_blocks or lo.size))
         tensor_blocks = max(1, min(n_tensors, self.max_blocks or max(1, n_tensors)))
         cast = dtype.type
-        switch = _on_device(device)
+        switch = on_device(device)
+        row = tuple(device_values) if on_device_values else ()
 
         def launch(values):
             if not p.size:
                 return
             stream = 0 if SIMULATOR else stream_of(p)
-            typed = tuple(map(cast, values)) if SIMULATOR else values
+            if on_device_values:
+                typed, lr = row, row
+            else:
+                typed = (tuple(map(cast, values)) if SIMULATOR else values,)
+                lr = (float(values[lr_index]),)
             with switch:
-                configured(one, chunk_blocks, threads, stream)(p, g, storages, typed, lo_d, hi_d, partial)
+                configured(one, chunk_blocks, threads, stream)(p, g, storages, *typed, lo_d, hi_d, partial)
                 if n_tensors:
-                    configured(per_tensor, tensor_blocks, threads, stream)(partial, first_d, last_d,
-                                                                          float(values[lr_index]), factors)
-                configured(two, chunk_blocks, threads, stream)(p, storages, typed, lo_d, hi_d, tensor_d, factors)
+                    configured(per_tensor, tensor_blocks, threads, stream)(partial, first_d, last_d, *lr, factors)
+                configured(two, chunk_blocks, threads, stream)(p, storages, *typed, lo_d, hi_d, tensor_d, factors)
 
         return launch
+
+    def device_steps(self, spec, groups, bound: float, decay: float):
+        """The device-resident step state of one optimizer (see :mod:`.device_steps`)."""
+        from .device_steps import DeviceSteps
+
+        return DeviceSteps(self, spec, groups, bound, decay)
 
     # -- gradient checks -------------------------------------------------------
 
@@ -296,7 +245,7 @@ class CUDABackend:
         flag, ones, host_flag)``."""
         bufs = self._scratch.get((device, chunks))
         if bufs is None:
-            with _on_device(device):
+            with on_device(device):
                 common = self._scratch.get((device, None))
                 if common is None:
                     common = self._scratch[(device, None)] = (
@@ -317,11 +266,11 @@ class CUDABackend:
         device = device_index(g)
         partial, out, host, *_ = self._scratch_for(chunks, device)
         stream = stream_of(g)
-        cap = self.max_blocks if self.max_blocks is not None else _device_blocks(threads, device)
-        with _on_device(device):
-            configured(_helper("sum_of_squares", g.dtype, threads, chunk), min(cap, chunks), threads, stream)(
+        cap = self.max_blocks if self.max_blocks is not None else device_blocks(threads, device)
+        with on_device(device):
+            configured(helper("sum_of_squares", g.dtype, threads, chunk), min(cap, chunks), threads, stream)(
                 g, partial)
-            configured(_helper("combine", g.dtype, threads, chunk), 1, threads, stream)(partial, out)
+            configured(helper("combine", g.dtype, threads, chunk), 1, threads, stream)(partial, out)
             out.copy_to_host(host, stream=stream)
             _sync(stream)
         return float(host[0])
@@ -333,9 +282,9 @@ class CUDABackend:
         device = device_index(g)
         *_, flag, ones, host = self._scratch_for(1, device)
         stream = stream_of(g)
-        with _on_device(device):
+        with on_device(device):
             flag.copy_to_device(ones, stream=stream)
-            configured(_helper("all_finite", g.dtype), self._blocks(g.size, device), self.threads_per_block,
+            configured(helper("all_finite", g.dtype), self._blocks(g.size, device), self.threads_per_block,
                        stream)(g, flag)
             flag.copy_to_host(host, stream=stream)
             _sync(stream)

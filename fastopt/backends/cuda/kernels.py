@@ -19,9 +19,11 @@ import math
 import numpy as np
 from numba import types
 
-from ..codecs import load_states, store_states
+from ..codecs import load_states, load_value, store_states, store_value
 from ..cpu_loops import HEAD, clip_value, ema_update
+from .generated import row_reader
 from .runtime import SIMULATOR, cuda
+from .vectors import VEC, lane, load_states_vector, load_vector, load_vector_readonly, store_states_vector, store_vector
 
 
 def _device(function):
@@ -29,37 +31,127 @@ def _device(function):
     return function.py_func if SIMULATOR and hasattr(function, "py_func") else function
 
 
-def elementwise_source(rule, record, with_ema: bool):
-    """The Python function of the update kernel ``kernel(p, g, s, c)``.
+def _device_function(function):
+    # Also under the simulator: its device functions see the simulated
+    # ``cuda`` module (thread indices, syncthreads) in their globals.
+    return cuda.jit(device=True)(function)
 
-    ``s`` is the tuple of state storages, with the parameter EMA last when
-    ``with_ema``; ``c`` the tuple of per-step values in the buffer dtype.
+
+def elementwise_source(rule, record, with_ema: bool, vectorized: bool = True, device_values: bool = False,
+                       dtype=np.float32):
+    """The Python function of the update kernel.
+
+    ``kernel(p, g, s, c)``: ``s`` is the tuple of state storages, with the
+    parameter EMA last when ``with_ema``; ``c`` the tuple of per-step values in
+    the buffer dtype. With ``device_values`` the kernel is
+    ``kernel(p, g, s, values, row)`` instead and reads its values from row
+    ``row`` of the float64 device array ``values`` (written there by the
+    device prologue, :mod:`.device_steps`), doing nothing when the row's last
+    entry (the skip flag) is set.
+
+    ``vectorized`` (every storage aligned to its vector width): each thread
+    takes ``VEC`` consecutive elements per trip of a grid-stride loop, with
+    one vector load per array (128-bit for float32, the gradient through the
+    read-only cache), all loads before the rule runs and before any store,
+    and one vector store per written array; the last ``n % VEC`` elements go
+    to the first threads, one each. Indices are unsigned throughout (no
+    negative-index wrap-around code). Otherwise, one element per trip.
     """
     rule, clip, ema_of = _device(rule), _device(clip_value), _device(ema_update)
     load, store = _device(load_states), _device(store_states)
+    load_one, store_one = _device(load_value), _device(store_value)
+    n_values = HEAD + len(record._fields)
 
-    def update(p, g, s, c):
-        record_values = record(*c[HEAD:])
-        scale, bound, decay, keep = c[0], c[1], c[2], c[3]
-        n = p.size
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
+    def element(i, p, g, states, e, rec, scale, bound, decay, keep):
+        pi, si = rule(load_one(p, i), clip(scale * load_one(g, i), bound), load(states, i), rec)
+        store(states, i, si)
         if with_ema:
-            states, e = s[:-1], s[-1]
-        else:
-            states = s
-        # A while loop, not range(start, n, stride): range's trip count costs
-        # a 64-bit division per thread.
-        while i < n:
-            pi, si = rule(p[i], clip(scale * g[i], bound), load(states, i), record_values)
-            store(states, i, si)
-            if with_ema:
-                e[i] = ema_of(e[i], pi, decay, keep)
-            p[i] = pi
-            i += stride
+            store_one(e, i, ema_of(load_one(e, i), pi, decay, keep))
+        store_one(p, i, pi)
 
-    update.__name__ = f"{getattr(rule, '__name__', 'rule')}_{'ema_' if with_ema else ''}update"
+    element = _device_function(element)
+
+    if vectorized:
+        def body(p, g, s, c):
+            rec = record(*c[HEAD:])
+            scale, bound, decay, keep = c[0], c[1], c[2], c[3]
+            if with_ema:
+                states, e = s[:-1], s[-1]
+            else:
+                states, e = s, p
+            n = np.uint64(p.size)
+            vectors = n // np.uint64(VEC)
+            thread = np.uint64(cuda.grid(1))
+            stride = np.uint64(cuda.gridsize(1))
+            j = thread
+            # A while loop, not range(start, n, stride): range's trip count costs
+            # a 64-bit division per thread.
+            while j < vectors:
+                base = j * np.uint64(VEC)
+                pv = load_vector(p, base)
+                gv = load_vector_readonly(g, base)
+                sv = load_states_vector(states, base)
+                if with_ema:
+                    ev = load_vector(e, base)
+                p0, s0 = rule(pv[0], clip(scale * gv[0], bound), lane(sv, 0), rec)
+                p1, s1 = rule(pv[1], clip(scale * gv[1], bound), lane(sv, 1), rec)
+                p2, s2 = rule(pv[2], clip(scale * gv[2], bound), lane(sv, 2), rec)
+                p3, s3 = rule(pv[3], clip(scale * gv[3], bound), lane(sv, 3), rec)
+                store_states_vector(states, base, s0, s1, s2, s3)
+                if with_ema:
+                    store_vector(e, base, (ema_of(ev[0], p0, decay, keep), ema_of(ev[1], p1, decay, keep),
+                                           ema_of(ev[2], p2, decay, keep), ema_of(ev[3], p3, decay, keep)))
+                store_vector(p, base, (p0, p1, p2, p3))
+                j += stride
+            i = vectors * np.uint64(VEC) + thread
+            if i < n:
+                element(i, p, g, states, e, rec, scale, bound, decay, keep)
+    else:
+        def body(p, g, s, c):
+            rec = record(*c[HEAD:])
+            scale, bound, decay, keep = c[0], c[1], c[2], c[3]
+            if with_ema:
+                states, e = s[:-1], s[-1]
+            else:
+                states, e = s, p
+            n = np.uint64(p.size)
+            i = np.uint64(cuda.grid(1))
+            stride = np.uint64(cuda.gridsize(1))
+            while i < n:
+                element(i, p, g, states, e, rec, scale, bound, decay, keep)
+                i += stride
+
+    if device_values:
+        read = row_reader(n_values, np.dtype(dtype).name)
+        body = _device_function(body)
+
+        def update(p, g, s, values, row):
+            if values[row, n_values] == 0.0:
+                body(p, g, s, read(values, row))
+    else:
+        update = body
+
+    update.__name__ = (f"{getattr(rule, '__name__', 'rule')}_{'ema_' if with_ema else ''}"
+                       f"{'vector' if vectorized else 'scalar'}_{'device_' if device_values else ''}update")
     return update
+
+
+def vector_aligned(*arrays) -> bool:
+    """Whether every device array starts on its vector width (``VEC``
+    elements, at most 16 bytes), so the vectorized kernel may run on them."""
+    for a in arrays:
+        width = min(16, VEC * a.dtype.itemsize)
+        if device_address(a) % width:
+            return False
+    return True
+
+
+def device_address(a) -> int:
+    """The device address of array ``a``'s first element."""
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is not None:
+        return int(interface["data"][0])
+    return int(a._ary.ctypes.data)  # the simulator's arrays wrap a NumPy array
 
 
 def numba_dtype(dtype) -> types.Float:
@@ -77,18 +169,27 @@ def states_type(dtype, n_states: int):
     return types.UniTuple(arr, n_states) if n_states else types.Tuple(())
 
 
-def update_signature(dtype, n_states: int, n_values: int):
+VALUES_ARRAY = types.Array(types.float64, 2, "C")
+"""The device values of :mod:`.device_steps`: one row per buffer, the values
+then the skip flag."""
+
+
+def update_signature(dtype, n_states: int, n_values: int, device_values: bool = False):
     """``void(p, g, states, values)`` for one dtype, storage count (EMA
     included) and value count. The values are typed in the buffer dtype, so
     the launch casts the host's Python floats (one ``ctypes`` conversion each,
-    no array, no copy) and the kernel does float32 math in float32 buffers."""
+    no array, no copy) and the kernel does float32 math in float32 buffers.
+    With ``device_values``: ``void(p, g, states, values_array, row)``."""
     arr = vector(dtype)
+    if device_values:
+        return types.void(arr, arr, states_type(dtype, n_states), VALUES_ARRAY, types.int64)
     return types.void(arr, arr, states_type(dtype, n_states), types.UniTuple(numba_dtype(dtype), n_values))
 
 
 # -- the segmented driver (LAMB) ------------------------------------------------------
 
-def segmented_sources(segmented, record, with_ema: bool, threads: int):
+def segmented_sources(segmented, record, with_ema: bool, threads: int, device_values: bool = False,
+                      dtype=np.float32):
     """``(pass_one, per_tensor, pass_two)``: the CUDA form of the CPU's
     two-pass segmented driver (:func:`fastopt.backends.cpu_loops.segmented_kernel`).
 
@@ -103,13 +204,19 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int):
     ``pass_two(p, s, c, lo, hi, tensor, factors)``: recomputes ``r`` from the
     stored states and applies ``p -= factors[tensor] * r`` (and the EMA).
     Every sum depends only on the data and ``threads``: bit-reproducible.
+
+    With ``device_values``, ``c`` (and ``lr``) are replaced by ``values, row``
+    as in :func:`elementwise_source`, and every kernel does nothing when the
+    row's skip flag is set.
     """
     direction, recompute = _device(segmented.direction), _device(segmented.recompute)
     step_size = _device(segmented.step_size)
     clip, ema_of = _device(clip_value), _device(ema_update)
     load, store = _device(load_states), _device(store_states)
+    n_values = HEAD + len(record._fields)
+    lr_index = HEAD + record._fields.index("lr")
 
-    def pass_one(p, g, s, c, lo, hi, partial):
+    def one(p, g, s, c, lo, hi, partial):
         shared = cuda.shared.array((2, threads), np.float64)
         record_values = record(*c[HEAD:])
         scale, bound = c[0], c[1]
@@ -142,7 +249,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int):
             cuda.syncthreads()
             k += cuda.gridDim.x
 
-    def per_tensor(partial, first, last, lr, factors):
+    def tensors(partial, first, last, lr, factors):
         shared = cuda.shared.array((2, threads), np.float64)
         t = cuda.threadIdx.x
         k = cuda.blockIdx.x
@@ -162,7 +269,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int):
             cuda.syncthreads()
             k += cuda.gridDim.x
 
-    def pass_two(p, s, c, lo, hi, tensor, factors):
+    def two(p, s, c, lo, hi, tensor, factors):
         record_values = record(*c[HEAD:])
         decay, keep = c[2], c[3]
         t = cuda.threadIdx.x
@@ -190,14 +297,37 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int):
                     i += threads
             k += cuda.gridDim.x
 
+    if not device_values:
+        return one, tensors, two
+
+    read = row_reader(n_values, np.dtype(dtype).name)
+    one, tensors, two = (_device_function(f) for f in (one, tensors, two))
+
+    def pass_one(p, g, s, values, row, lo, hi, partial):
+        if values[row, n_values] == 0.0:
+            one(p, g, s, read(values, row), lo, hi, partial)
+
+    def per_tensor(partial, first, last, values, row, factors):
+        if values[row, n_values] == 0.0:
+            tensors(partial, first, last, values[row, lr_index], factors)
+
+    def pass_two(p, s, values, row, lo, hi, tensor, factors):
+        if values[row, n_values] == 0.0:
+            two(p, s, read(values, row), lo, hi, tensor, factors)
+
     return pass_one, per_tensor, pass_two
 
 
-def segmented_signatures(dtype, n_states: int, n_values: int):
+def segmented_signatures(dtype, n_states: int, n_values: int, device_values: bool = False):
     """Signatures of :func:`segmented_sources`' three kernels."""
     arr, i64 = vector(dtype), types.Array(types.int64, 1, "C")
     f64_2d = types.Array(types.float64, 2, "C")
-    states, values = states_type(dtype, n_states), types.UniTuple(numba_dtype(dtype), n_values)
+    states = states_type(dtype, n_states)
+    if device_values:
+        return (types.void(arr, arr, states, VALUES_ARRAY, types.int64, i64, i64, f64_2d),
+                types.void(f64_2d, i64, i64, VALUES_ARRAY, types.int64, vector(dtype)),
+                types.void(arr, states, VALUES_ARRAY, types.int64, i64, i64, i64, vector(dtype)))
+    values = types.UniTuple(numba_dtype(dtype), n_values)
     return (types.void(arr, arr, states, values, i64, i64, f64_2d),
             types.void(f64_2d, i64, i64, types.float64, vector(dtype)),
             types.void(arr, states, values, i64, i64, i64, vector(dtype)))
@@ -231,8 +361,8 @@ def _tree_sum_pair(shared, t, threads):
         half //= 2
 
 
-tree_sum = _tree_sum if SIMULATOR else cuda.jit(device=True)(_tree_sum)
-tree_sum_pair = _tree_sum_pair if SIMULATOR else cuda.jit(device=True)(_tree_sum_pair)
+tree_sum = cuda.jit(device=True)(_tree_sum)
+tree_sum_pair = cuda.jit(device=True)(_tree_sum_pair)
 
 
 def sum_of_squares_source(threads: int, chunk: int):

@@ -1,0 +1,188 @@
+"""The CUDA kernels' machine code, read without a GPU: PTX for sm_90 from
+``numba.cuda.compile_ptx``, resources from ``ptxas -v`` (the
+``nvidia-cuda-nvcc-cu12`` wheel of the ``cuda`` extra), and what the PTX says
+about the memory path: vector or scalar loads per array, float64
+instructions in float32 kernels, registers, spills and resident blocks per SM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CC = (9, 0)
+"""Compute capability the PTX is compiled for (H100)."""
+
+INSTALL_HINT = 'pip install "fastopt[cuda]"'
+
+F64_OPS = re.compile(r"^\s*(?!ld\.param|st\.param|mov)[a-z]+[.a-z0-9]*\.f64\b", re.MULTILINE)
+_LOAD = re.compile(r"\bld\.global(?:\.nc)?(\.v[24])?\.([fubs]\d+)")
+_STORE = re.compile(r"\bst\.global(\.v[24])?\.([fubs]\d+)")
+
+
+def require_cuda():
+    """The ``numba.cuda`` module, or ImportError naming the extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise ImportError(f"reading the CUDA kernels needs numba-cuda; install it with: {INSTALL_HINT}")
+    from numba import cuda
+
+    return cuda
+
+
+@contextlib.contextmanager
+def _compute_capability_without_gpu():
+    """numba-cuda compiles a called ``@njit`` function (a rule) for the current
+    device's compute capability, even inside ``compile_ptx(cc=...)``; without a
+    GPU there is none. Stand in an sm_90 device for that lookup only."""
+    from types import SimpleNamespace
+
+    import numba.cuda.dispatcher as dispatcher
+
+    real = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=CC)
+    try:
+        yield
+    finally:
+        dispatcher.get_current_device = real
+
+
+@dataclass(frozen=True)
+class KernelCode:
+    """One compiled update kernel."""
+
+    optimizer: str
+    variant: str
+    dtype: str
+    vectorized: bool
+    ptx: str
+
+    @property
+    def vector_loads(self) -> int:
+        return len([m for m in _LOAD.finditer(self.ptx) if m.group(1)])
+
+    @property
+    def scalar_loads(self) -> int:
+        return len([m for m in _LOAD.finditer(self.ptx) if not m.group(1)])
+
+    @property
+    def vector_stores(self) -> int:
+        return len([m for m in _STORE.finditer(self.ptx) if m.group(1)])
+
+    @property
+    def nc_loads(self) -> int:
+        return self.ptx.count("ld.global.nc")
+
+    @property
+    def f64_instructions(self) -> int:
+        return len(F64_OPS.findall(self.ptx))
+
+
+def update_kernel_code(optimizer: str, dtype="float32", vectorized: bool = True, with_ema: bool = False,
+                       hyperparameters: dict | None = None) -> KernelCode:
+    """The PTX of ``optimizer``'s element-wise update kernel."""
+    cuda = require_cuda()
+    from ..backends.cuda import kernels as K
+    from ..backends.cuda.occupancy import launch_bounds
+    from ..rules import SPECS
+
+    if optimizer not in SPECS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(SPECS)}")
+    spec = SPECS[optimizer]
+    if spec.segmented is not None:
+        raise ValueError(f"{optimizer} runs on the two-pass segmented driver; see segmented_kernel_code")
+    variant = spec.variant_of({**spec.defaults, **(hyperparameters or {})})
+    dtype = np.dtype(dtype)
+    n_states = len(variant.state_names) + with_ema
+    signature = K.update_signature(dtype, n_states, K.HEAD + len(spec.record._fields))
+    with _compute_capability_without_gpu():
+        ptx, _ = cuda.compile_ptx(K.elementwise_source(variant.rule, spec.record, with_ema, vectorized), signature,
+                                  cc=CC, launch_bounds=launch_bounds(dtype))
+    return KernelCode(optimizer, variant.rule.__name__, dtype.name, vectorized, ptx)
+
+
+def ptxas_path() -> Path:
+    """``ptxas`` from the ``nvidia-cuda-nvcc-cu12`` wheel."""
+    try:
+        import nvidia.cuda_nvcc as nvcc
+    except ImportError:
+        raise ImportError(f"ptxas comes with the nvidia-cuda-nvcc-cu12 wheel; install: {INSTALL_HINT}") from None
+    path = Path(next(iter(nvcc.__path__))) / "bin" / "ptxas"
+    if not path.exists():
+        raise ImportError(f"no ptxas in {path.parent}; reinstall with: {INSTALL_HINT}")
+    return path
+
+
+def resources(ptx: str) -> dict:
+    """``ptxas -v`` for sm_90: ``registers``, ``spill_stores``, ``spill_loads``
+    (bytes) and ``stack`` (bytes), plus ``blocks_per_sm`` at the update
+    kernels' block size."""
+    from ..backends.cuda.occupancy import THREADS, blocks_per_sm
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "kernel.ptx"
+        source.write_text(ptx)
+        result = subprocess.run([str(ptxas_path()), f"-arch=sm_{CC[0]}{CC[1]}", "-v", str(source), "-o",
+                                 str(Path(folder) / "kernel.cubin")], capture_output=True, text=True, timeout=300)
+    if result.returncode:
+        raise RuntimeError(f"ptxas failed: {result.stderr.strip()}")
+    text = result.stderr
+    registers = int(re.search(r"Used (\d+) registers", text).group(1))
+    spills = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    stack, stores, loads = (int(x) for x in spills.groups()) if spills else (0, 0, 0)
+    return {"registers": registers, "spill_stores": stores, "spill_loads": loads, "stack": stack,
+            "blocks_per_sm": blocks_per_sm(registers, THREADS)}
+
+
+def report(dtypes=("float32", "float64")) -> list[dict]:
+    """One row per distinct element-wise update kernel and dtype (vectorized path)."""
+    from ..rules import SPECS
+
+    rows, seen = [], set()
+    variants = []
+    for name, spec in SPECS.items():
+        if spec.segmented is not None:
+            continue
+        for probe in _variant_probes(spec):
+            variant = spec.variant_of({**spec.defaults, **probe})
+            if variant.rule not in seen:
+                seen.add(variant.rule)
+                variants.append((name, probe, variant))
+    for dtype in dtypes:
+        for name, probe, variant in variants:
+            code = update_kernel_code(name, dtype, hyperparameters=probe)
+            rows.append({"optimizer": name, "kernel": variant.rule.__name__, "dtype": dtype,
+                         "arrays_read": 2 + len(variant.state_names), "vector_loads": code.vector_loads,
+                         "nc_loads": code.nc_loads, "vector_stores": code.vector_stores,
+                         "scalar_loads_tail": code.scalar_loads, "f64_instructions": code.f64_instructions,
+                         **resources(code.ptx)})
+    return rows
+
+
+def _variant_probes(spec) -> list[dict]:
+    """Hyperparameters reaching every variant of ``spec`` (flipping each bool, momentum on)."""
+    probes = [{}]
+    for key, value in spec.defaults.items():
+        if isinstance(value, bool) and key != "maximize":
+            probes += [{**p, key: not value} for p in probes]
+    if "momentum" in spec.defaults:
+        probes += [{**p, "momentum": 0.9} for p in probes if not p.get("nesterov")]
+    return probes
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """The table of :func:`report` as markdown, with a legend."""
+    head = ("| kernel | dtype | arrays read | 4-wide loads | of them .nc | 4-wide stores | scalar loads (tail) "
+            "| f64 ops | registers | spills (B) | blocks/SM |\n|" + " --- |" * 11 + "\n")
+    body = "".join(
+        f"| {r['kernel']} | {r['dtype']} | {r['arrays_read']} | {r['vector_loads']} | {r['nc_loads']} | "
+        f"{r['vector_stores']} | {r['scalar_loads_tail']} | {r['f64_instructions']} | {r['registers']} | "
+        f"{r['spill_stores'] + r['spill_loads']} | {r['blocks_per_sm']} |\n" for r in rows)
+    return head + body
