@@ -30,6 +30,7 @@ COLORS = {
     "nadam": "tab:cyan",
     "radam": "gold",
     "lion": "black",
+    "lamb": "darkred",
 }
 
 #: The optimizers every example runs: label -> (fastopt registry name, fixed hyperparameters).
@@ -45,6 +46,7 @@ OPTIMIZERS = {
     "nadam": ("nadam", {}),
     "radam": ("radam", {}),
     "lion": ("lion", {}),
+    "lamb": ("lamb", {}),
 }
 
 

@@ -42,11 +42,11 @@ PROBLEMS = {
     "bowl": (bowl, bowl_grad, (-4.0, 4.0), ((-5, 5), (-5, 5)),
              {"sgd": 0.02, "momentum": 0.01, "adagrad": 1.0, "rmsprop": 0.1,
               "adadelta": 20.0, "adam": 0.3, "adamw": 0.3, "adamax": 0.3, "nadam": 0.3,
-              "radam": 0.04, "lion": 0.1}),
+              "radam": 0.04, "lion": 0.1, "lamb": 0.05}),
     "ripples": (ripples, ripples_grad, (-4.0, 2.5), ((-5, 5), (-3, 3)),
                 {"sgd": 0.005, "momentum": 0.002, "adagrad": 1.0, "rmsprop": 0.1,
                  "adadelta": 20.0, "adam": 0.3, "adamw": 0.3, "adamax": 0.3, "nadam": 0.3,
-              "radam": 0.3, "lion": 0.1}),
+              "radam": 0.3, "lion": 0.1, "lamb": 0.05}),
 }
 
 

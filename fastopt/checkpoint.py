@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,8 @@ def _flatten(state_dict: dict) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def save(path, optimizer=None, params=None, extra: dict | None = None) -> Path:
+def save(path: str | os.PathLike[str], optimizer: Any = None, params: Any = None,
+         extra: dict | None = None) -> Path:
     """Write a checkpoint atomically: to a temporary file in the same folder,
     flushed to disk, then renamed over ``path``. A crash mid-save leaves the
     previous checkpoint intact.
@@ -49,7 +51,8 @@ def save(path, optimizer=None, params=None, extra: dict | None = None) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    arrays, meta = {}, {"extra": extra or {}}
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {"extra": extra or {}}
     if optimizer is not None:
         opt_arrays, opt_meta = _flatten(optimizer.state_dict())
         arrays.update(opt_arrays)
@@ -63,7 +66,7 @@ def save(path, optimizer=None, params=None, extra: dict | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -73,7 +76,7 @@ def save(path, optimizer=None, params=None, extra: dict | None = None) -> Path:
     return path
 
 
-def _json_default(value):
+def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if isinstance(value, tuple):
@@ -81,7 +84,7 @@ def _json_default(value):
     raise TypeError(f"checkpoint metadata cannot hold {type(value).__name__}")
 
 
-def load(path) -> dict:
+def load(path: str | os.PathLike[str]) -> dict:
     """Read a checkpoint written by :func:`save`.
 
     Returns

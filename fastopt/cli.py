@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
+from typing import NoReturn
 
 COMMANDS = {
     "demo": ("fastopt.commands.demo", "train a small MLP on spiral data, then time one step against NumPy"),
@@ -20,8 +22,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``fastopt train: error: ... (see fastopt train --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastopt", description="Fused in-place optimizer steps, compiled with Numba.")
+    parser = _Parser(prog="fastopt", description="Fused in-place optimizer steps, compiled with Numba.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -37,7 +46,7 @@ def _version() -> str:
     return f"fastopt {__version__}"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -46,7 +55,7 @@ def main(argv=None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, TypeError, ImportError) as exc:
+    except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"fastopt {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ into the update pass instead of rescaling the gradients in a pass of its own.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from . import backends
 from ._guard import CLIP_EPS
@@ -19,11 +20,11 @@ _ACCEPTED = ("torch parameters (their .grad is clipped, as torch.nn.utils.clip_g
              "grad buffer), (param, grad) pairs, or gradient arrays (NumPy or GPU arrays, which have no .grad)")
 
 
-def _is_torch_tensor(obj) -> bool:
+def _is_torch_tensor(obj: Any) -> bool:
     return type(obj).__module__.startswith("torch") and hasattr(obj, "grad")
 
 
-def _gradients(parameters) -> list:
+def _gradients(parameters: Any) -> list:
     """The gradient arrays that ``parameters`` designates (see :func:`clip_grad_norm_`)."""
     if isinstance(parameters, FlatParams):
         return [parameters.grad]
@@ -53,21 +54,26 @@ def _gradients(parameters) -> list:
     return grads
 
 
-def _flat(grads) -> list:
+def _flat(grads: list) -> list:
     out = []
     for k, g in enumerate(grads):
+        where = f"the gradient of parameters[{k}]"
         backend = backends.backend_for(g)
-        flat, _ = backend.pair(g, g, f"parameters[{k}] gradient")
+        try:
+            flat, _ = backend.pair(g, g, where)
+        except (TypeError, ValueError) as exc:  # the backends name a pair's "param"; here it is a gradient
+            raise type(exc)(str(exc).replace(f"{where} param", where)) from None
         out.append((backend, flat))
     return out
 
 
-def global_norm(parameters) -> float:
+def global_norm(parameters: Any) -> float:
     """The L2 norm of all gradients together (deterministic, float64)."""
     return math.sqrt(sum(backend.sum_of_squares(g) for backend, g in _flat(_gradients(parameters))))
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
+def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> float:
     """Scale the gradients in place so that their global L2 norm is at most ``max_norm``.
 
     Parameters

@@ -8,19 +8,26 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+SeedLike = int | np.random.Generator | None
+"""A seed: an int, a Generator (shared across calls for fresh draws) or None."""
 
 __all__ = ["batches", "digits", "spiral", "train_test_split"]
 
 
-def _check_int(name, value, minimum):
+def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def spiral(n_classes=3, n_per_class=100, noise=0.2, seed=0):
+def spiral(n_classes: int = 3, n_per_class: int = 100, noise: float = 0.2,
+           seed: SeedLike = 0) -> tuple[np.ndarray, np.ndarray]:
     """Interleaved spiral arms in 2-D, one arm per class.
 
     Point ``i`` of class ``k`` has radius ``r = i / (n_per_class - 1)`` and angle
@@ -60,7 +67,8 @@ def spiral(n_classes=3, n_per_class=100, noise=0.2, seed=0):
     return X.astype(np.float32), y
 
 
-def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
+def train_test_split(X: ArrayLike, y: ArrayLike, test_fraction: float = 0.2, seed: SeedLike = 0,
+                     stratify: bool = True) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Split ``(X, y)`` into shuffled train and test parts.
 
     Parameters
@@ -103,7 +111,8 @@ def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
     return (X[train_idx], y[train_idx]), (X[test_idx], y[test_idx])
 
 
-def digits(test_fraction=0.2, seed=0, stratify=True):
+def digits(test_fraction: float = 0.2, seed: SeedLike = 0,
+           stratify: bool = True) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """scikit-learn's 8x8 handwritten digits, scaled to [0, 1] and split.
 
     1797 images of the digits 0-9, flattened to 64 features (pixel / 16).
@@ -142,7 +151,8 @@ def digits(test_fraction=0.2, seed=0, stratify=True):
     return train_test_split(X, y, test_fraction=test_fraction, seed=seed, stratify=stratify)
 
 
-def batches(X, y, batch_size, shuffle=True, seed=None, drop_last=False):
+def batches(X: ArrayLike, y: ArrayLike, batch_size: int, shuffle: bool = True, seed: SeedLike = None,
+            drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Iterate over mini-batches ``(X_batch, y_batch)``.
 
     Parameters
@@ -177,7 +187,8 @@ def batches(X, y, batch_size, shuffle=True, seed=None, drop_last=False):
     return _iter_batches(X, y, batch_size, order, n, stop)
 
 
-def _iter_batches(X, y, batch_size, order, n, stop):
+def _iter_batches(X: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None, n: int,
+                  stop: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for start in range(0, stop, batch_size):
         end = min(start + batch_size, n)
         if order is None:

@@ -7,13 +7,15 @@ conversion is tensors <-> arrays, the step counter, and torch-only options.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 TORCH_ONLY_OPTIONS = ("foreach", "fused", "capturable", "differentiable")
 """torch.optim group options that choose an implementation, not the math."""
 
 
-def _torch():
+def _torch() -> Any:
     try:
         import torch
     except ImportError as exc:
@@ -21,7 +23,7 @@ def _torch():
     return torch
 
 
-def to_torch_state_dict(optimizer) -> dict:
+def to_torch_state_dict(optimizer: Any) -> dict:
     """``optimizer``'s state as a ``torch.optim`` state dict for the
     equivalent torch optimizer (load it with ``torch_opt.load_state_dict``)."""
     torch = _torch()
@@ -45,9 +47,9 @@ def to_torch_state_dict(optimizer) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def load_torch_state_dict(optimizer, torch_state_dict: dict) -> None:
+def load_torch_state_dict(optimizer: Any, torch_state_dict: dict) -> None:
     """Continue from a ``torch.optim`` state dict (same optimizer kind, same
-    params in the same order). Checked like :meth:`Optimizer.load_state_dict`:
+    params in the same order). Checked like :meth:`fastopt.Optimizer.load_state_dict`:
     a mismatch raises ``ValueError`` and changes nothing."""
     known = set(optimizer.spec.defaults)
     groups = []

@@ -1,7 +1,7 @@
 """A small NumPy multi-layer perceptron whose parameters live in one flat buffer.
 
 The MLP keeps every weight and bias as a view into a single
-:class:`~fastopt.params.FlatParams` buffer, and its backward pass writes the
+:class:`~fastopt.FlatParams` buffer, and its backward pass writes the
 gradients straight into the matching views of the flat gradient buffer
 (``np.matmul(..., out=...)``, ``np.sum(..., out=...)``). A fastopt optimizer
 built on ``mlp.params`` therefore updates the whole network with one fused
@@ -19,11 +19,23 @@ Examples
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
+from typing import Protocol
 
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from .data import SeedLike
 from .params import FlatParams
 
-__all__ = ["INITS", "MLP", "Dense", "ReLU", "softmax", "softmax_cross_entropy"]
+__all__ = ["INITS", "MLP", "Dense", "ReLU", "Steppable", "softmax", "softmax_cross_entropy"]
+
+
+class Steppable(Protocol):
+    """Anything with a ``step()`` method: an optimizer, a scheduler."""
+
+    def step(self) -> object: ...
+
 
 #: Names accepted by ``MLP(init=...)``.
 INITS = ("he", "glorot")
@@ -48,7 +60,8 @@ class Dense:
         Array that :meth:`backward` overwrites with ``dL/db``.
     """
 
-    def __init__(self, weight, bias, weight_grad, bias_grad):
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, weight_grad: np.ndarray,
+                 bias_grad: np.ndarray) -> None:
         if weight.ndim != 2:
             raise ValueError(f"weight must be 2-D, got shape {weight.shape}")
         if bias.shape != (weight.shape[1],):
@@ -67,19 +80,19 @@ class Dense:
         self.bias = bias
         self.weight_grad = weight_grad
         self.bias_grad = bias_grad
-        self._x = None
+        self._x: np.ndarray | None = None
 
     @property
-    def in_features(self):
+    def in_features(self) -> int:
         """int: Number of input features."""
         return self.weight.shape[0]
 
     @property
-    def out_features(self):
+    def out_features(self) -> int:
         """int: Number of output features."""
         return self.weight.shape[1]
 
-    def forward(self, x, train=True):
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         """Return ``x @ W + b``.
 
         Parameters
@@ -98,7 +111,7 @@ class Dense:
         out += self.bias
         return out
 
-    def backward(self, dout, input_grad=True):
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """Write ``dL/dW`` and ``dL/db`` in place and return ``dL/dx``.
 
         Parameters
@@ -124,23 +137,23 @@ class Dense:
 class ReLU:
     """Rectified linear unit ``max(x, 0)``."""
 
-    def __init__(self):
-        self._out = None
+    def __init__(self) -> None:
+        self._out: np.ndarray | None = None
 
-    def forward(self, x, train=True):
+    def forward(self, x: np.ndarray, train: bool = True) -> np.ndarray:
         """Return ``max(x, 0)`` (a new array); keep it for :meth:`backward` if `train`."""
         out = np.maximum(x, 0)
         self._out = out if train else None
         return out
 
-    def backward(self, dout):
+    def backward(self, dout: np.ndarray) -> np.ndarray:
         """Return ``dout`` with entries where the input was <= 0 set to zero."""
         if self._out is None:
             raise RuntimeError("ReLU.backward called before forward(x, train=True)")
         return np.where(self._out > 0, dout, 0).astype(dout.dtype, copy=False)
 
 
-def softmax(logits):
+def softmax(logits: ArrayLike) -> np.ndarray:
     """Row-wise softmax, numerically stable.
 
     Parameters
@@ -161,7 +174,7 @@ def softmax(logits):
     return z
 
 
-def _check_labels(y, n, n_classes):
+def _check_labels(y: ArrayLike, n: int, n_classes: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y must be a 1-D array of {n} labels, got shape {y.shape}")
@@ -174,7 +187,7 @@ def _check_labels(y, n, n_classes):
     return y
 
 
-def softmax_cross_entropy(logits, y):
+def softmax_cross_entropy(logits: ArrayLike, y: ArrayLike) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient, fused.
 
     Parameters
@@ -212,7 +225,7 @@ def softmax_cross_entropy(logits, y):
 
 
 class MLP:
-    """Fully connected ReLU network with parameters in one :class:`FlatParams`.
+    """Fully connected ReLU network with parameters in one :class:`~fastopt.FlatParams`.
 
     Layer ``i`` (1-based) has weight ``w{i}`` of shape ``(sizes[i-1], sizes[i])``
     and bias ``b{i}`` of shape ``(sizes[i],)``; ReLU follows every layer but the
@@ -239,7 +252,8 @@ class MLP:
     sizes : tuple of int
     """
 
-    def __init__(self, sizes, seed=0, dtype=np.float32, init="he"):
+    def __init__(self, sizes: Sequence[int], seed: SeedLike = 0, dtype: DTypeLike = np.float32,
+                 init: str = "he") -> None:
         sizes = tuple(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes must list at least 2 widths, got {sizes!r}")
@@ -250,7 +264,7 @@ class MLP:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.sizes = tuple(int(s) for s in sizes)
         self.init = init
-        shapes = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         for i, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), 1):
             shapes[f"w{i}"] = (fan_in, fan_out)
             shapes[f"b{i}"] = (fan_out,)
@@ -264,23 +278,23 @@ class MLP:
         self._relus = [ReLU() for _ in self.layers[:-1]]
         self.reset_parameters(seed)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"MLP(sizes={list(self.sizes)}, dtype={self.dtype.name}, "
             f"init={self.init!r}, n_params={self.n_params})"
         )
 
     @property
-    def n_params(self):
+    def n_params(self) -> int:
         """int: Number of trainable scalars (weights and biases)."""
         return sum(layer.weight.size + layer.bias.size for layer in self.layers)
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         """int: Width of the output layer."""
         return self.sizes[-1]
 
-    def reset_parameters(self, seed=0):
+    def reset_parameters(self, seed: SeedLike = 0) -> None:
         """Re-initialise weights (He or Glorot, see class docs) and zero biases.
 
         Values are drawn in float64 and rounded to the parameter dtype, so a
@@ -302,7 +316,7 @@ class MLP:
             layer.weight[...] = w
             layer.bias[...] = 0
 
-    def _as_input(self, x):
+    def _as_input(self, x: ArrayLike) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(
@@ -310,7 +324,7 @@ class MLP:
             )
         return x.astype(self.dtype, copy=False)
 
-    def _forward(self, x, train):
+    def _forward(self, x: ArrayLike, train: bool) -> np.ndarray:
         h = self._as_input(x)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -319,7 +333,7 @@ class MLP:
                 h = self._relus[i].forward(h, train=train)
         return h
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """Return the logits for a batch (no state is kept for backward).
 
         Parameters
@@ -334,12 +348,12 @@ class MLP:
 
     __call__ = forward
 
-    def loss(self, x, y):
+    def loss(self, x: ArrayLike, y: ArrayLike) -> float:
         """Mean cross-entropy on ``(x, y)`` without touching the gradients."""
         logits = self._forward(x, train=False)
         return softmax_cross_entropy(logits, y)[0]
 
-    def loss_and_grad(self, x, y):
+    def loss_and_grad(self, x: ArrayLike, y: ArrayLike) -> tuple[float, np.ndarray]:
         """Forward and backward pass on one batch.
 
         Overwrites (does not accumulate into) every gradient view, so the flat
@@ -358,27 +372,28 @@ class MLP:
         """
         logits = self._forward(x, train=True)
         loss, d = softmax_cross_entropy(logits, y)
-        for i in range(len(self.layers) - 1, -1, -1):
-            d = self.layers[i].backward(d, input_grad=i > 0)
-            if i > 0:
-                d = self._relus[i - 1].backward(d)
+        for i in range(len(self.layers) - 1, 0, -1):
+            dx = self.layers[i].backward(d)
+            assert dx is not None  # input_grad=True returns it
+            d = self._relus[i - 1].backward(dx)
+        self.layers[0].backward(d, input_grad=False)
         return loss, logits
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """Class probabilities, shape (batch, n_classes)."""
         return softmax(self.forward(x))
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predicted class labels (int64), shape (batch,)."""
         return np.argmax(self.forward(x), axis=1).astype(np.int64)
 
-    def accuracy(self, x, y):
+    def accuracy(self, x: ArrayLike, y: ArrayLike) -> float:
         """Fraction of rows of `x` whose predicted class equals `y`."""
         x = self._as_input(x)
         y = _check_labels(y, x.shape[0], self.n_classes)
         return float(np.mean(self.predict(x) == y)) if y.size else float("nan")
 
-    def train_step(self, x, y, optimizer):
+    def train_step(self, x: ArrayLike, y: ArrayLike, optimizer: Steppable, scheduler: Steppable | None = None) -> float:
         """One gradient step: fill the gradients of ``(x, y)`` and call ``optimizer.step()``.
 
         Parameters
@@ -387,6 +402,8 @@ class MLP:
         y : array_like of int, shape (batch,)
         optimizer : object with a ``step()`` method
             Normally a fastopt optimizer built on ``self.params``.
+        scheduler : object with a ``step()`` method, optional
+            Stepped after the optimizer, e.g. a :class:`fastopt.schedules.Scheduler`.
 
         Returns
         -------
@@ -395,10 +412,16 @@ class MLP:
         """
         loss, _ = self.loss_and_grad(x, y)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         return loss
 
-    def train_epoch(self, X, y, optimizer, batch_size=None, shuffle=True, seed=None):
+    def train_epoch(self, X: ArrayLike, y: ArrayLike, optimizer: Steppable, batch_size: int | None = None,
+                    shuffle: bool = True, seed: SeedLike = None, scheduler: Steppable | None = None) -> float:
         """One pass over ``(X, y)`` in mini-batches, one optimizer step per batch.
+
+        This is fastopt's one training loop: ``fastopt demo``, ``train`` and
+        ``compare`` run it too.
 
         Parameters
         ----------
@@ -411,11 +434,13 @@ class MLP:
         seed : int, numpy.random.Generator or None
             Shuffling seed; pass one Generator across epochs for a fresh
             permutation every epoch.
+        scheduler : object with a ``step()`` method, optional
+            Stepped after every optimizer step (a per-step learning-rate schedule).
 
         Returns
         -------
         float
-            Sample-weighted mean of the batch losses.
+            Sample-weighted mean of the batch losses (NaN or inf once training diverged).
         """
         from .data import batches
 
@@ -424,6 +449,6 @@ class MLP:
             batch_size = max(len(X), 1)
         total, count = 0.0, 0
         for xb, yb in batches(X, y, batch_size, shuffle=shuffle, seed=seed):
-            total += self.train_step(xb, yb, optimizer) * len(xb)
+            total += self.train_step(xb, yb, optimizer, scheduler) * len(xb)
             count += len(xb)
         return total / count if count else float("nan")

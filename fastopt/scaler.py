@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 class LossScaler:
@@ -51,7 +52,7 @@ class LossScaler:
         self._good_steps = 0
         self._found_nonfinite: bool | None = None
 
-    def scale(self, loss):
+    def scale(self, loss: Any) -> Any:
         """The loss multiplied by the current scale (backpropagate this)."""
         return loss * self.scale_value
 
@@ -59,7 +60,7 @@ class LossScaler:
         """The current scale."""
         return self.scale_value
 
-    def step(self, optimizer) -> bool:
+    def step(self, optimizer: Any) -> bool:
         """Apply ``optimizer``'s step with unscaled gradients; skip it (and
         return False) when they are not finite."""
         before = optimizer.skipped_steps

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "SCHEDULES",
@@ -38,36 +40,36 @@ __all__ = [
 
 # -- argument checks ---------------------------------------------------------
 
-def _real(name, value):
+def _real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     return float(value)
 
 
-def _nonneg(name, value):
+def _nonneg(name: str, value: Any) -> float:
     value = _real(name, value)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value
 
 
-def _positive(name, value):
+def _positive(name: str, value: Any) -> float:
     value = _real(name, value)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return value
 
 
-def _int(name, value, minimum):
+def _int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _step(t):
+def _step(t: Any) -> float:
     if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t < 0:
         raise ValueError(f"t must be a finite number >= 0, got {t!r}")
-    return t
+    return float(t)
 
 
 # -- schedules ---------------------------------------------------------------
@@ -81,19 +83,19 @@ class Schedule:
 
     _fields: tuple = ()
 
-    def __call__(self, t):
+    def __call__(self, t: float) -> float:
         """Learning rate at step (or epoch) `t` (a number >= 0)."""
         return float(self.lr_at(_step(t)))
 
-    def lr_at(self, t):  # pragma: no cover - abstract
+    def lr_at(self, t: float) -> float:  # pragma: no cover - abstract
         """Learning rate at a validated step `t`."""
         raise NotImplementedError
 
-    def values(self, steps):
+    def values(self, steps: int) -> list[float]:
         """List of ``[self(0), ..., self(steps - 1)]``."""
         return [self(t) for t in range(_int("steps", steps, 0))]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({args})"
 
@@ -109,10 +111,10 @@ class Constant(Schedule):
 
     _fields = ("lr",)
 
-    def __init__(self, lr):
+    def __init__(self, lr: float) -> None:
         self.lr = _nonneg("lr", lr)
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         return self.lr
 
 
@@ -129,11 +131,11 @@ class InverseTimeDecay(Schedule):
 
     _fields = ("lr", "decay")
 
-    def __init__(self, lr, decay):
+    def __init__(self, lr: float, decay: float) -> None:
         self.lr = _nonneg("lr", lr)
         self.decay = _nonneg("decay", decay)
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         return self.lr / (1.0 + self.decay * t)
 
 
@@ -152,12 +154,12 @@ class StepDecay(Schedule):
 
     _fields = ("lr", "step_size", "gamma")
 
-    def __init__(self, lr, step_size, gamma=0.1):
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.lr = _nonneg("lr", lr)
         self.step_size = _int("step_size", step_size, 1)
         self.gamma = _positive("gamma", gamma)
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         return self.lr * self.gamma ** (t // self.step_size)
 
 
@@ -174,11 +176,11 @@ class ExponentialDecay(Schedule):
 
     _fields = ("lr", "gamma")
 
-    def __init__(self, lr, gamma):
+    def __init__(self, lr: float, gamma: float) -> None:
         self.lr = _nonneg("lr", lr)
         self.gamma = _positive("gamma", gamma)
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         return self.lr * self.gamma ** t
 
 
@@ -206,7 +208,7 @@ class WarmupCosine(Schedule):
 
     _fields = ("lr", "total_steps", "warmup_steps", "min_lr")
 
-    def __init__(self, lr, total_steps, warmup_steps=0, min_lr=0.0):
+    def __init__(self, lr: float, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0) -> None:
         self.lr = _nonneg("lr", lr)
         self.total_steps = _int("total_steps", total_steps, 1)
         self.warmup_steps = _int("warmup_steps", warmup_steps, 0)
@@ -218,7 +220,7 @@ class WarmupCosine(Schedule):
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr must be <= lr ({self.lr!r}), got {min_lr!r}")
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         if t < self.warmup_steps:
             return self.lr * t / self.warmup_steps
         if t >= self.total_steps:
@@ -255,8 +257,8 @@ class OneCycle(Schedule):
 
     _fields = ("max_lr", "total_steps", "pct_start", "div_factor", "final_div_factor", "anneal")
 
-    def __init__(self, max_lr, total_steps, pct_start=0.3, div_factor=25.0,
-                 final_div_factor=1e4, anneal="cos"):
+    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, anneal: str = "cos") -> None:
         self.max_lr = _nonneg("max_lr", max_lr)
         self.total_steps = _int("total_steps", total_steps, 1)
         self.pct_start = _real("pct_start", pct_start)
@@ -273,12 +275,12 @@ class OneCycle(Schedule):
         self._end_up = float(self.pct_start * self.total_steps) - 1
         self._end_down = self.total_steps - 1
 
-    def _anneal(self, start, end, pct):
+    def _anneal(self, start: float, end: float, pct: float) -> float:
         if self.anneal == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         t = min(t, self._end_down)
         if t <= self._end_up:
             pct = t / self._end_up if self._end_up > 0 else 1.0
@@ -300,13 +302,13 @@ class LambdaSchedule(Schedule):
 
     _fields = ("lr", "fn")
 
-    def __init__(self, lr, fn):
+    def __init__(self, lr: float, fn: Callable[[float], float]) -> None:
         self.lr = _nonneg("lr", lr)
         if not callable(fn):
             raise ValueError(f"fn must be callable, got {fn!r}")
         self.fn = fn
 
-    def lr_at(self, t):
+    def lr_at(self, t: float) -> float:
         return self.lr * self.fn(t)
 
 
@@ -324,7 +326,7 @@ SCHEDULES = {
 _ALIASES = {"one_cycle": "onecycle", "inverse": "inverse_time", "exp": "exponential"}
 
 
-def get(name, **kwargs):
+def get(name: str | Callable[[float], float], **kwargs: Any) -> Callable[[float], float]:
     """Build a schedule by name.
 
     Parameters
@@ -381,7 +383,8 @@ class Scheduler:
         Step whose learning rate is currently set.
     """
 
-    def __init__(self, optimizer, schedule, last_step=0):
+    def __init__(self, optimizer: Any, schedule: Callable[[int], float] | Sequence[Callable[[int], float]],
+                 last_step: int = 0) -> None:
         groups = getattr(optimizer, "param_groups", None)
         if not isinstance(groups, (list, tuple)) or not groups:
             raise ValueError("optimizer must have a non-empty param_groups list")
@@ -402,10 +405,10 @@ class Scheduler:
         self.optimizer = optimizer
         self.schedules = schedules
         self.last_step = _int("last_step", last_step, 0)
-        self._last_lr = []
+        self._last_lr: list[float] = []
         self._apply()
 
-    def _apply(self):
+    def _apply(self) -> None:
         lrs = []
         for s in self.schedules:
             lr = s(self.last_step)
@@ -417,7 +420,7 @@ class Scheduler:
             group["lr"] = lr
         self._last_lr = lrs
 
-    def step(self):
+    def step(self) -> None:
         """Advance one step and set the learning rate of every param group."""
         self.last_step += 1
         try:
@@ -426,15 +429,15 @@ class Scheduler:
             self.last_step -= 1
             raise
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """List of the learning rates last set, one per param group."""
         return list(self._last_lr)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, int]:
         """The counter, as a dict (schedules are stateless)."""
         return {"last_step": self.last_step}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the counter from :meth:`state_dict` and set the learning rates."""
         if not isinstance(state_dict, dict) or "last_step" not in state_dict:
             raise ValueError("state_dict must be a dict with key 'last_step'")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from fastopt.cli import main
-from fastopt.commands._progress import ProgressBar
+from fastopt.progress import ProgressBar
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -71,9 +71,9 @@ def test_train_digits(capsys):
 
 
 def test_train_divergence_is_reported(capsys):
-    rc, out, _ = run_cli(capsys, "train", "--optimizer", "sgd", "--lr", "1e20", "--epochs", "3", "--no-progress")
+    rc, out, err = run_cli(capsys, "train", "--optimizer", "sgd", "--lr", "1e20", "--epochs", "3", "--no-progress")
     assert rc == 1
-    assert "diverged after 1 epochs" in out
+    assert "SGD with lr=1e+20: the training loss became NaN or infinite in epoch 1" in err
 
 
 def test_compare_every_optimizer(capsys, tmp_path):

@@ -34,35 +34,26 @@ def test_cuda_backend_under_the_simulator():
     print(output.strip().splitlines()[-1])
 
 
-def _gpu_bench():
-    from fastopt.benchmark import gpu
-
-    return gpu
-
-
-def test_gpu_bench_arguments(tmp_path):
-    bench = _gpu_bench()
-    args = bench.parse_args(["--out", str(tmp_path), "--optimizers", "adam,sgd", "--max-log2", "20"])
-    assert (args.min_log2, args.max_log2, args.dtype, args.simulate) == (16, 20, "float32", False)
-    sim = bench.parse_args(["--out", str(tmp_path), "--simulate"])
-    assert sim.min_log2 == sim.max_log2 == 6 and sim.no_torch
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--out", str(tmp_path), "--min-log2", "30", "--max-log2", "20"])
-
-
 @pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda is not installed")
-def test_gpu_bench_runs_under_the_simulator(tmp_path):
-    command = [sys.executable, str(ROOT / "bench" / "gpu_bench.py"), "--simulate", "--optimizers", "adam,sgd",
-               "--out", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+def test_bench_device_cuda_runs_under_the_simulator(tmp_path):
+    """``fastopt bench --device cuda`` is the CPU benchmark's runner with the GPU as its device."""
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, "-m", "fastopt", "bench", "--device", "cuda", "--optimizer", "adam,sgd",
+               "--sizes", "64", "--rounds", "2", "--json", str(out), "--markdown", str(tmp_path / "gpu.md"),
+               "--plot", str(tmp_path / "gpu.png"), "--no-progress", "--verbose"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
-    data = json.loads((tmp_path / "gpu_bench.json").read_text())
-    assert set(data["optimizers"]) == {"adam", "sgd"}
-    row = data["optimizers"]["adam"]["sizes"][0]
-    assert set(row["seconds"]) == {"fastopt", "twin", "copy"} and row["bytes"] == 28 * 64
-    assert "fastopt" in data["host_overhead"]["per_step"]
-    assert "| 2^6 |" in (tmp_path / "gpu_bench.md").read_text()
+    data = json.loads(out.read_text())
+    assert data["settings"]["device"] == "cuda" and data["machine"]["device"]["simulated"] is True
+    assert [(e["optimizer"], e["size"]) for e in data["results"]] == [("adam", 64), ("sgd", 64)]
+    adam = data["results"][0]
+    assert set(adam["contenders"]) == {"fastopt", "roofline", "copy"} and adam["bytes_per_step"] == 28 * 64
+    assert set(adam["skipped"]) == {"torch_fused", "torch_foreach"}
+    assert "fastopt" in data["extras"]["host_overhead"]["per_step"]
+    assert "| adam | 64 |" in (tmp_path / "gpu.md").read_text()
+    assert (tmp_path / "gpu.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Host overhead per Adam step" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_cuda_backend_import_error_names_the_extra():

@@ -32,6 +32,9 @@ def _torch_tensor_to_numpy(obj, what: str):
         return tensor.view(torch.int16).numpy().view(BFLOAT16_BITS)
     if tensor.dtype.is_complex:
         raise TypeError(f"{what} is a complex torch tensor; fastopt updates real float32, float64 or bfloat16")
+    if str(tensor.dtype) == "torch.float16":
+        raise TypeError(f"{what} is a torch float16 tensor, which fastopt does not update; use float32 params, "
+                        "or bfloat16 params (a float32 master copy is kept)")
     return tensor.numpy()
 
 

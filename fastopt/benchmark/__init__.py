@@ -1,5 +1,6 @@
 """Benchmarks: every fastopt optimizer timed against NumPy, torch.optim and
-the machine's memory-bandwidth limit (a "roofline twin" kernel).
+the machine's memory-bandwidth limit (a "roofline twin" kernel), on the CPU
+or a CUDA GPU, by one runner.
 
 Modules
 -------
@@ -11,11 +12,18 @@ roofline
 baselines
     NumPy (naive and ``out=``) and torch.optim contenders.
 contenders
-    fastopt's own contenders and the assembled CPU line-up.
+    fastopt's own contenders, the assembled CPU line-up and the CPU device.
+device
+    What the runner needs from a device: contenders, clock, sizes, checks.
+gpu
+    The CUDA device: fastopt, the twin, a device copy and torch on the GPU,
+    timed with CUDA events (also under numba's CUDA simulator).
 timing
     Interleaved rounds, batches, medians and spreads.
 runner
     :func:`run_benchmark`, the entry point; returns a JSON-ready dict.
+machine
+    The machine and software a run used.
 cold
     Import time, first step with an empty and a warm compile cache, cold
     compile of every optimizer (subprocesses).

@@ -15,16 +15,23 @@ update as fastopt; ``tests/test_benchmark.py`` checks that it does.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from ..functional import init_state
 from .problems import aligned_copy
 from .timing import Contender
 
+Cast = Callable[[float], Any]
+"""The buffer dtype's scalar type (``numpy.float32``): constants cast by it never upcast a ufunc."""
+
 # -- naive NumPy -------------------------------------------------------------
 
 
-def _naive_sgd(p, g, s, t, h):
+def _naive_sgd(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     if h["momentum"]:
         if t == 1:
             s["momentum_buffer"] = g.copy()
@@ -34,18 +41,18 @@ def _naive_sgd(p, g, s, t, h):
     p -= h["lr"] * g
 
 
-def _naive_adagrad(p, g, s, t, h):
+def _naive_adagrad(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     s["sum"] = s["sum"] + g**2
     lr = h["lr"] / (1 + (t - 1) * h["lr_decay"])
     p -= lr * g / (np.sqrt(s["sum"]) + h["eps"])
 
 
-def _naive_rmsprop(p, g, s, t, h):
+def _naive_rmsprop(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     s["square_avg"] = h["alpha"] * s["square_avg"] + (1 - h["alpha"]) * g**2
     p -= h["lr"] * g / (np.sqrt(s["square_avg"]) + h["eps"])
 
 
-def _naive_adadelta(p, g, s, t, h):
+def _naive_adadelta(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     rho, eps = h["rho"], h["eps"]
     s["square_avg"] = rho * s["square_avg"] + (1 - rho) * g**2
     delta = np.sqrt(s["acc_delta"] + eps) / np.sqrt(s["square_avg"] + eps) * g
@@ -53,7 +60,7 @@ def _naive_adadelta(p, g, s, t, h):
     p -= h["lr"] * delta
 
 
-def _naive_adam(p, g, s, t, h, decoupled=False):
+def _naive_adam(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, decoupled: bool = False) -> None:
     b1, b2 = h["betas"]
     if decoupled:
         p *= 1 - h["lr"] * h["weight_decay"]
@@ -64,22 +71,22 @@ def _naive_adam(p, g, s, t, h, decoupled=False):
     p -= h["lr"] * m_hat / (np.sqrt(v_hat) + h["eps"])
 
 
-def _naive_adamw(p, g, s, t, h):
+def _naive_adamw(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     _naive_adam(p, g, s, t, h, decoupled=True)
 
 
-def _naive_adamax(p, g, s, t, h):
+def _naive_adamax(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     b1, b2 = h["betas"]
     s["exp_avg"] = b1 * s["exp_avg"] + (1 - b1) * g
     s["exp_inf"] = np.maximum(b2 * s["exp_inf"], np.abs(g) + h["eps"])
     p -= h["lr"] / (1 - b1**t) * s["exp_avg"] / s["exp_inf"]
 
 
-def _nadam_mu(h, t):
+def _nadam_mu(h: dict, t: int) -> float:
     return h["betas"][0] * (1 - 0.5 * 0.96 ** (t * h["momentum_decay"]))
 
 
-def _naive_nadam(p, g, s, t, h):
+def _naive_nadam(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     b1, b2 = h["betas"]
     mu, mu_next = _nadam_mu(h, t), _nadam_mu(h, t + 1)
     s["mu_product"] = s.get("mu_product", 1.0) * mu
@@ -90,7 +97,7 @@ def _naive_nadam(p, g, s, t, h):
     p -= h["lr"] * mu_next / (1 - s["mu_product"] * mu_next) * s["exp_avg"] / denom
 
 
-def _radam_rect(b2, t):
+def _radam_rect(b2: float, t: int) -> float | None:
     rho_inf = 2 / (1 - b2) - 1
     rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
     if rho_t <= 5:
@@ -98,7 +105,7 @@ def _radam_rect(b2, t):
     return np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
 
 
-def _naive_radam(p, g, s, t, h):
+def _naive_radam(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     b1, b2 = h["betas"]
     s["exp_avg"] = b1 * s["exp_avg"] + (1 - b1) * g
     s["exp_avg_sq"] = b2 * s["exp_avg_sq"] + (1 - b2) * g**2
@@ -111,7 +118,7 @@ def _naive_radam(p, g, s, t, h):
         p -= h["lr"] * m_hat * rect * adaptive
 
 
-def _naive_lion(p, g, s, t, h):
+def _naive_lion(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict) -> None:
     b1, b2 = h["betas"]
     update = np.sign(b1 * s["exp_avg"] + (1 - b1) * g)
     p *= 1 - h["lr"] * h["weight_decay"]
@@ -124,7 +131,7 @@ def _naive_lion(p, g, s, t, h):
 # scalars of the buffer's dtype so that no ufunc upcasts.
 
 
-def _out_sgd(p, g, s, t, h, w, f):
+def _out_sgd(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     d = g
     if h["momentum"]:
         buf = s["momentum_buffer"]
@@ -139,7 +146,7 @@ def _out_sgd(p, g, s, t, h, w, f):
     np.subtract(p, w[0], out=p)
 
 
-def _out_adagrad(p, g, s, t, h, w, f):
+def _out_adagrad(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     acc = s["sum"]
     np.multiply(g, g, out=w[0])
     np.add(acc, w[0], out=acc)
@@ -150,7 +157,7 @@ def _out_adagrad(p, g, s, t, h, w, f):
     np.subtract(p, w[0], out=p)
 
 
-def _out_rmsprop(p, g, s, t, h, w, f):
+def _out_rmsprop(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     sq, alpha = s["square_avg"], h["alpha"]
     np.multiply(sq, f(alpha), out=sq)
     np.multiply(g, g, out=w[0])
@@ -163,7 +170,7 @@ def _out_rmsprop(p, g, s, t, h, w, f):
     np.subtract(p, w[0], out=p)
 
 
-def _out_adadelta(p, g, s, t, h, w, f):
+def _out_adadelta(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     sq, acc, rho, eps = s["square_avg"], s["acc_delta"], h["rho"], f(h["eps"])
     np.multiply(sq, f(rho), out=sq)
     np.multiply(g, g, out=w[0])
@@ -183,7 +190,8 @@ def _out_adadelta(p, g, s, t, h, w, f):
     np.subtract(p, w[0], out=p)
 
 
-def _out_adam(p, g, s, t, h, w, f, decoupled=False):
+def _out_adam(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast,
+              decoupled: bool = False) -> None:
     m, v, (b1, b2) = s["exp_avg"], s["exp_avg_sq"], h["betas"]
     if decoupled:
         np.multiply(p, f(1 - h["lr"] * h["weight_decay"]), out=p)
@@ -196,11 +204,11 @@ def _out_adam(p, g, s, t, h, w, f, decoupled=False):
     np.subtract(p, w[0], out=p)
 
 
-def _out_adamw(p, g, s, t, h, w, f):
+def _out_adamw(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     _out_adam(p, g, s, t, h, w, f, decoupled=True)
 
 
-def _out_adamax(p, g, s, t, h, w, f):
+def _out_adamax(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     m, u, (b1, b2) = s["exp_avg"], s["exp_inf"], h["betas"]
     np.multiply(m, f(b1), out=m)
     np.multiply(g, f(1 - b1), out=w[0])
@@ -214,7 +222,8 @@ def _out_adamax(p, g, s, t, h, w, f):
     np.subtract(p, w[0], out=p)
 
 
-def _out_moments(g, m, v, b1, b2, w, f):
+def _out_moments(g: np.ndarray, m: np.ndarray, v: np.ndarray, b1: float, b2: float, w: list[np.ndarray],
+                 f: Cast) -> None:
     """m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2, in place."""
     np.multiply(m, f(b1), out=m)
     np.multiply(g, f(1 - b1), out=w[0])
@@ -225,7 +234,7 @@ def _out_moments(g, m, v, b1, b2, w, f):
     np.add(v, w[0], out=v)
 
 
-def _out_nadam(p, g, s, t, h, w, f):
+def _out_nadam(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     m, v, (b1, b2) = s["exp_avg"], s["exp_avg_sq"], h["betas"]
     mu, mu_next = _nadam_mu(h, t), _nadam_mu(h, t + 1)
     s["mu_product"] = product = s.get("mu_product", 1.0) * mu
@@ -241,7 +250,7 @@ def _out_nadam(p, g, s, t, h, w, f):
     np.subtract(p, w[1], out=p)
 
 
-def _out_radam(p, g, s, t, h, w, f):
+def _out_radam(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     m, v, (b1, b2) = s["exp_avg"], s["exp_avg_sq"], h["betas"]
     _out_moments(g, m, v, b1, b2, w, f)
     rect = _radam_rect(b2, t)
@@ -255,7 +264,7 @@ def _out_radam(p, g, s, t, h, w, f):
     np.subtract(p, w[0], out=p)
 
 
-def _out_lion(p, g, s, t, h, w, f):
+def _out_lion(p: np.ndarray, g: np.ndarray, s: dict, t: int, h: dict, w: list[np.ndarray], f: Cast) -> None:
     m, (b1, b2) = s["exp_avg"], h["betas"]
     np.multiply(m, f(b1), out=w[0])
     np.multiply(g, f(1 - b1), out=w[1])
@@ -313,7 +322,7 @@ class NumpyStepper:
     style : {"naive", "out"}
     """
 
-    def __init__(self, name: str, h: dict, p0: np.ndarray, g: np.ndarray, style: str):
+    def __init__(self, name: str, h: dict, p0: np.ndarray, g: np.ndarray, style: str) -> None:
         if not numpy_supports(name, h):
             raise ValueError(f"the NumPy baselines do not implement {name} with {h}")
         if style not in ("naive", "out"):
@@ -322,16 +331,17 @@ class NumpyStepper:
         self.state = {k: aligned_copy(v.reshape(-1)) if isinstance(v, np.ndarray) else v
                       for k, v in init_state(name, self.p, **h).items()}
         self._scratch = [aligned_copy(np.zeros_like(self.p)) for _ in range(2)] if style == "out" else None
-        self._update = NAIVE[name] if style == "naive" else OUT[name]
+        self._naive = NAIVE[name] if style == "naive" else None
+        self._out = OUT[name] if style == "out" else None
         self._cast = self.p.dtype.type
 
     def step(self) -> None:
         """One update of ``self.p`` (and ``self.state``)."""
         self.t += 1
-        if self._scratch is None:
-            self._update(self.p, self.g, self.state, self.t, self.h)
-        else:
-            self._update(self.p, self.g, self.state, self.t, self.h, self._scratch, self._cast)
+        if self._naive is not None:
+            self._naive(self.p, self.g, self.state, self.t, self.h)
+        elif self._out is not None and self._scratch is not None:
+            self._out(self.p, self.g, self.state, self.t, self.h, self._scratch, self._cast)
 
 
 def numpy_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, style: str) -> Contender:
@@ -381,13 +391,16 @@ def torch_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, mode: str
     if name not in TORCH_CLASSES:
         raise ValueError(f"torch.optim has no {name}")
     cls = getattr(torch.optim, TORCH_CLASSES[name])
+    (flag,) = TORCH_MODES[mode]
+    if flag not in inspect.signature(cls).parameters:
+        raise ValueError(f"torch.optim.{cls.__name__} has no {flag} implementation")
     param = torch.nn.Parameter(torch.from_numpy(aligned_copy(p0)))
     param.grad = torch.from_numpy(g)
     try:
         opt = cls([param], **h, **TORCH_MODES[mode])
         opt.step()  # builds the state; a missing kernel fails here, not in the timed loop
     except (TypeError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"torch.optim.{cls.__name__} {TORCH_MODES[mode]}: {str(exc).splitlines()[0]}") from None
+        raise ValueError(f"torch.optim.{cls.__name__}({flag}=True) failed: {str(exc).splitlines()[0][:120]}") from None
     step = opt.step
 
     def run(k: int) -> None:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -68,7 +69,7 @@ def import_times(repeats: int = 5) -> dict:
     fastopt, numpy and numba (interleaved fresh processes)."""
     codes = {"python": "pass", "numpy": "import numpy", "numba": "import numba", "fastopt": "import fastopt"}
     env = _env()
-    samples = {k: [] for k in codes}
+    samples: dict[str, list[float]] = {k: [] for k in codes}
     for _ in range(repeats):
         for k, code in codes.items():
             samples[k].append(_wall(code, env))
@@ -79,7 +80,7 @@ def import_times(repeats: int = 5) -> dict:
     return extra | {"python_startup_s": base}
 
 
-def first_steps(optimizers, dtype: str, cache_dir: str, n: int = 1000) -> dict:
+def first_steps(optimizers: Sequence[str], dtype: str, cache_dir: str, n: int = 1000) -> dict:
     """Run one fresh process that imports fastopt and takes two steps of each
     optimizer, with ``NUMBA_CACHE_DIR=cache_dir``; returns its timings."""
     proc = subprocess.run([sys.executable, "-c", _FIRST_STEPS, ",".join(optimizers), dtype, str(n)],
@@ -87,7 +88,8 @@ def first_steps(optimizers, dtype: str, cache_dir: str, n: int = 1000) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_cold_start(optimizers=None, dtype: str = "float32", probe: str = "adam", repeats: int = 5) -> dict:
+def measure_cold_start(optimizers: Sequence[str] | None = None, dtype: str = "float32", probe: str = "adam",
+                       repeats: int = 5) -> dict:
     """Cold-start figures (seconds); see the module docstring.
 
     Parameters

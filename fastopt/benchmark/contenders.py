@@ -7,6 +7,7 @@ import numpy as np
 from ..backends import cpu as _cpu
 from ..optim import OPTIMIZERS
 from .baselines import TORCH_MODES, numpy_contender, numpy_supports, torch_available, torch_contender
+from .device import Device
 from .problems import aligned_copy
 from .roofline import twin_contender
 from .timing import Contender
@@ -81,3 +82,9 @@ def cpu_contenders(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> tuple[l
     contenders.append(fastopt_contender(name, h, p0, g))
     contenders.append(twin_contender(name, h, p0, g))
     return contenders, skipped
+
+
+CPU_DEVICE = Device(name="cpu", contenders=cpu_contenders,
+                    default_sizes=(1_000, 10_000, 100_000, 1_000_000, 10_000_000, 50_000_000),
+                    quick_sizes=(1_000, 10_000, 100_000, 1_000_000))
+"""The CPU device of :func:`fastopt.benchmark.run_benchmark` (host clock, every CPU contender)."""

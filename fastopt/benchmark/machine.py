@@ -28,7 +28,7 @@ def machine_info() -> dict:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "numba_threads": numba.get_num_threads(),
-        "threading_layer": numba.config.THREADING_LAYER,
+        "threading_layer": getattr(numba.config, "THREADING_LAYER", None),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,

@@ -8,6 +8,7 @@ arrays made here and apply the update defined by these hyperparameters.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..backends.host_arrays import aligned_empty
 from ..rules import SPECS
@@ -44,7 +45,7 @@ def aligned_copy(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_data(n: int, dtype="float32", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_data(n: int, dtype: DTypeLike = "float32", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Initial parameters and one gradient, both ``n`` random normals.
 
     The gradient is shared read-only by every contender; each contender copies

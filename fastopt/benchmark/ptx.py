@@ -11,10 +11,13 @@ import contextlib
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 CC = (9, 0)
 """Compute capability the PTX is compiled for (H100)."""
@@ -26,7 +29,7 @@ _LOAD = re.compile(r"\bld\.global(?:\.nc)?(\.v[24])?\.([fubs]\d+)")
 _STORE = re.compile(r"\bst\.global(\.v[24])?\.([fubs]\d+)")
 
 
-def require_cuda():
+def require_cuda() -> Any:
     """The ``numba.cuda`` module, or ImportError naming the extra."""
     import importlib.util
 
@@ -38,7 +41,7 @@ def require_cuda():
 
 
 @contextlib.contextmanager
-def _compute_capability_without_gpu():
+def _compute_capability_without_gpu() -> Iterator[None]:
     """numba-cuda compiles a called ``@njit`` function (a rule) for the current
     device's compute capability, even inside ``compile_ptx(cc=...)``; without a
     GPU there is none. Stand in an sm_90 device for that lookup only."""
@@ -85,7 +88,7 @@ class KernelCode:
         return len(F64_OPS.findall(self.ptx))
 
 
-def update_kernel_code(optimizer: str, dtype="float32", vectorized: bool = True, with_ema: bool = False,
+def update_kernel_code(optimizer: str, dtype: DTypeLike = "float32", vectorized: bool = True, with_ema: bool = False,
                        hyperparameters: dict | None = None) -> KernelCode:
     """The PTX of ``optimizer``'s element-wise update kernel."""
     cuda = require_cuda()
@@ -101,7 +104,7 @@ def update_kernel_code(optimizer: str, dtype="float32", vectorized: bool = True,
     variant = spec.variant_of({**spec.defaults, **(hyperparameters or {})})
     dtype = np.dtype(dtype)
     n_states = len(variant.state_names) + with_ema
-    signature = K.update_signature(dtype, n_states, K.HEAD + len(spec.record._fields))
+    signature = K.update_signature(dtype, n_states, K.HEAD + len(spec.record._fields))  # type: ignore[attr-defined]
     with _compute_capability_without_gpu():
         ptx, _ = cuda.compile_ptx(K.elementwise_source(variant.rule, spec.record, with_ema, vectorized), signature,
                                   cc=CC, launch_bounds=launch_bounds(dtype))
@@ -134,14 +137,17 @@ def resources(ptx: str) -> dict:
     if result.returncode:
         raise RuntimeError(f"ptxas failed: {result.stderr.strip()}")
     text = result.stderr
-    registers = int(re.search(r"Used (\d+) registers", text).group(1))
+    used = re.search(r"Used (\d+) registers", text)
+    if used is None:
+        raise RuntimeError(f"ptxas -v reported no register count: {text.strip()[:200]}")
+    registers = int(used.group(1))
     spills = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", text)
     stack, stores, loads = (int(x) for x in spills.groups()) if spills else (0, 0, 0)
     return {"registers": registers, "spill_stores": stores, "spill_loads": loads, "stack": stack,
             "blocks_per_sm": blocks_per_sm(registers, THREADS)}
 
 
-def report(dtypes=("float32", "float64")) -> list[dict]:
+def report(dtypes: Sequence[str] = ("float32", "float64")) -> list[dict]:
     """One row per distinct element-wise update kernel and dtype (vectorized path)."""
     from ..rules import SPECS
 
@@ -166,9 +172,9 @@ def report(dtypes=("float32", "float64")) -> list[dict]:
     return rows
 
 
-def _variant_probes(spec) -> list[dict]:
+def _variant_probes(spec: Any) -> list[dict]:
     """Hyperparameters reaching every variant of ``spec`` (flipping each bool, momentum on)."""
-    probes = [{}]
+    probes: list[dict[str, Any]] = [{}]
     for key, value in spec.defaults.items():
         if isinstance(value, bool) and key != "maximize":
             probes += [{**p, key: not value} for p in probes]

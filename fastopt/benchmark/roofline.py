@@ -13,7 +13,10 @@ store can be optimised away and every array really changes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..backends import cpu, cpu_loops
 from ..config import element_jit
@@ -29,24 +32,24 @@ rounding key, one unused coefficient."""
 
 
 @element_jit
-def _twin0(p, g, s, c):
+def _twin0(p: float, g: float, s: tuple, c: Any) -> tuple:
     return p + g, s
 
 
 @element_jit
-def _twin1(p, g, s, c):
+def _twin1(p: float, g: float, s: tuple, c: Any) -> tuple:
     (a,) = s
     return a + g, (p,)
 
 
 @element_jit
-def _twin2(p, g, s, c):
+def _twin2(p: float, g: float, s: tuple, c: Any) -> tuple:
     a, b = s
     return a + g, (b, p)
 
 
 @element_jit
-def _twin3(p, g, s, c):
+def _twin3(p: float, g: float, s: tuple, c: Any) -> tuple:
     a, b, d = s
     return a + g, (b, d, p)
 
@@ -62,7 +65,7 @@ def traffic(name: str, h: dict) -> tuple[int, int]:
     return 2 + k, 1 + k
 
 
-def bytes_per_step(name: str, h: dict, n: int, dtype) -> int:
+def bytes_per_step(name: str, h: dict, n: int, dtype: DTypeLike) -> int:
     """Bytes one step moves over ``n`` elements: (reads + writes) * itemsize * n.
 
     The same count is used for every contender (the minimum any of them must
@@ -72,7 +75,7 @@ def bytes_per_step(name: str, h: dict, n: int, dtype) -> int:
     return (reads + writes) * np.dtype(dtype).itemsize * n
 
 
-def twin_kernel(n_states: int):
+def twin_kernel(n_states: int) -> Any:
     """The compiled twin ``kernel(p, g, states, ema, mirror, values, serial_below)``."""
     if not 0 <= n_states < len(TWIN_RULES):
         raise ValueError(f"no roofline twin for {n_states} state arrays (have 0..{len(TWIN_RULES) - 1})")

@@ -1,32 +1,34 @@
 """``run_benchmark``: every optimizer, every size, every contender, interleaved.
 
-Devices plug in through :data:`DEVICES`: a device provides a function building
-its contenders for one optimizer and buffer, and a timer for
-:func:`.timing.interleaved`. Only the CPU exists today. A CUDA suite would add
-fastopt's CUDA step, torch CUDA foreach/fused, and a device-to-device copy of
-the same bytes as its limit, timed with CUDA events.
+Devices plug in through :data:`DEVICES`: a :class:`~.device.Device` provides
+its contenders for one optimizer and buffer, its clock, its default sizes and
+a check that it can run here. The CPU's contenders are NumPy, torch.optim,
+fastopt (serial loop forced and as shipped) and the roofline twin; the GPU's
+(:mod:`.gpu`) are fastopt, the twin, a device-to-device copy and torch's
+fused/foreach steps, timed with CUDA events.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..backends import cpu as _cpu
 from ..optim import OPTIMIZERS
-from .contenders import cpu_contenders
+from ..progress import ProgressBar
+from .contenders import CPU_DEVICE
+from .device import Device
 from .machine import machine_info
 from .problems import hyperparameters, make_data, state_names
-from .progress import ProgressBar
 from .roofline import bytes_per_step, traffic
-from .timing import interleaved, paired_ratio, spread, wall_timer
+from .timing import interleaved, paired_ratio, spread
 
-DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 50_000_000)
-QUICK_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+DEFAULT_SIZES = CPU_DEVICE.default_sizes
+QUICK_SIZES = CPU_DEVICE.quick_sizes
 
 FULL = dict(rounds=15, min_rounds=5, budget_s=20.0, target_s=5e-3)
 QUICK = dict(rounds=5, min_rounds=3, budget_s=1.0, target_s=1e-3)
@@ -35,30 +37,30 @@ QUICK = dict(rounds=5, min_rounds=3, budget_s=1.0, target_s=1e-3)
 REFERENCE = "fastopt"
 LIMIT = "roofline"
 
-
-@dataclass(frozen=True)
-class Device:
-    """How to benchmark on one device: its contenders and its clock."""
-
-    contenders: Callable  # (name, h, p0, g) -> (list[Contender], skipped: dict)
-    timer: Callable = wall_timer
-
-
-DEVICES = {"cpu": Device(cpu_contenders)}
+DEVICES: dict[str, str] = {"cpu": "fastopt.benchmark.contenders:CPU_DEVICE", "cuda": "fastopt.benchmark.gpu:DEVICE"}
+"""Device name -> ``"module:attribute"`` of its :class:`~.device.Device`, imported on first use
+(the CUDA device imports numba's CUDA target)."""
 
 
 def get_device(device: str) -> Device:
-    """The :class:`Device` for ``device``; a clear error when it cannot run."""
-    if device in DEVICES:
-        return DEVICES[device]
-    if device == "cuda":
-        raise ValueError("run_benchmark times CPU contenders only; the GPU benchmark (CUDA events, torch "
-                         "fused/foreach, device-to-device copy) is fastopt.benchmark.gpu, which "
-                         "`fastopt bench --device cuda` runs")
-    raise ValueError(f"unknown device {device!r}; choose from {sorted(DEVICES) + ['cuda']}")
+    """The :class:`~.device.Device` named ``device``, after checking that it can run here.
+
+    Raises
+    ------
+    ValueError
+        Unknown device, or (CUDA) no GPU.
+    ImportError
+        The device needs an extra that is not installed (names it).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose from {sorted(DEVICES)}")
+    module, attribute = DEVICES[device].split(":")
+    dev: Device = getattr(importlib.import_module(module), attribute)
+    dev.check()
+    return dev
 
 
-def parse_optimizers(optimizers) -> list[str]:
+def parse_optimizers(optimizers: str | list[str] | None) -> list[str]:
     """Registry names from ``None`` (all), a name, a comma list or a list of those."""
     if optimizers is None:
         return list(OPTIMIZERS)
@@ -71,7 +73,7 @@ def parse_optimizers(optimizers) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _check_sizes(sizes) -> list[int]:
+def _check_sizes(sizes: Any) -> list[int]:
     out = []
     for s in sizes:
         n = int(s)
@@ -121,7 +123,7 @@ def _match_threads() -> int | None:
     return torch.get_num_threads()
 
 
-def measure_one(name: str, h: dict, n: int, dtype, device: Device, settings: dict) -> dict:
+def measure_one(name: str, h: dict, n: int, dtype: Any, device: Device, settings: dict) -> dict:
     """Time every contender of ``device`` for optimizer ``name`` on ``n`` elements."""
     p0, g = make_data(n, dtype)
     contenders, skipped = device.contenders(name, h, p0, g)
@@ -146,8 +148,9 @@ def measure_one(name: str, h: dict, n: int, dtype, device: Device, settings: dic
             "rounds": timed["rounds"], "contenders": per, "speedup": speedup, "skipped": skipped}
 
 
-def run_benchmark(optimizers=None, sizes=None, dtype="float32", quick: bool = False, device: str = "cpu",
-                  progress: bool = True, rounds: int | None = None) -> dict:
+def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | None = None,
+                  dtype: Any = "float32", quick: bool = False, device: str = "cpu", progress: bool = True,
+                  rounds: int | None = None) -> dict:
     """Benchmark fastopt against its baselines and the roofline twin.
 
     Parameters
@@ -155,11 +158,11 @@ def run_benchmark(optimizers=None, sizes=None, dtype="float32", quick: bool = Fa
     optimizers : str or list of str, optional
         Registry names (``fastopt.OPTIMIZERS``); default all.
     sizes : sequence of int, optional
-        Buffer sizes in elements; default :data:`DEFAULT_SIZES`, or
-        :data:`QUICK_SIZES` when ``quick``.
+        Buffer sizes in elements; default the device's (CPU: 1e3 .. 5e7, or
+        1e3 .. 1e6 when ``quick``; CUDA: 2^16 .. 2^28, or 2^16 .. 2^24).
     dtype : {"float32", "float64"}
     quick : bool
-        Fewer sizes and rounds (all optimizers in under a minute).
+        Fewer sizes and rounds (all optimizers in under a minute on the CPU).
     device : {"cpu", "cuda"}
     progress : bool
         Draw a progress bar on stderr.
@@ -170,46 +173,54 @@ def run_benchmark(optimizers=None, sizes=None, dtype="float32", quick: bool = Fa
     Returns
     -------
     dict
-        JSON-ready: ``machine``, ``settings``, ``notes`` and ``results`` (one
+        JSON-ready: ``machine``, ``settings``, ``notes``, ``results`` (one
         entry per optimizer and size with per-contender ``median_s``,
         quartiles, ``gbps``, ``pct_roofline`` and fastopt's ``speedup`` over
-        each other contender, medians of round-by-round ratios).
+        each other contender, medians of round-by-round ratios), ``left_out``
+        (sizes that did not fit in the device's memory) and ``extras``
+        (device-specific measurements).
     """
-    dev = get_device(device)
     names = parse_optimizers(optimizers)
-    sizes = _check_sizes(sizes if sizes is not None else (QUICK_SIZES if quick else DEFAULT_SIZES))
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    settings = dict(QUICK if quick else FULL)
+    settings: dict[str, Any] = dict(QUICK if quick else FULL)
     if rounds is not None:
-        if rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
         settings.update(rounds=rounds, min_rounds=rounds, budget_s=None)
+    dev = get_device(device)
+    sizes = _check_sizes(sizes if sizes is not None else (dev.quick_sizes if quick else dev.default_sizes))
     notes = _quiet_openmp()
     torch_threads = _match_threads()
     if torch_threads is None:
         notes.append("torch is not installed: torch.optim baselines skipped")
-    bar = ProgressBar(len(names) * len(sizes), enabled=progress)
-    results = []
-    try:
+    results: list[dict] = []
+    left_out: dict[str, list[int]] = {}
+    with ProgressBar(len(names) * len(sizes), "bench", enabled=None if progress else False) as bar:
         for name in names:
             h = hyperparameters(name)
             for n in sizes:
-                bar.show(f"{name} n={n:,}")
+                if not dev.fits(name, h, n, dtype):
+                    left_out.setdefault(name, []).append(n)
+                    bar.update()
+                    continue
+                bar.update(0, at=f"{name} n={n:,}")
                 results.append(measure_one(name, h, n, dtype, dev, settings))
-                bar.advance(f"{name} n={n:,}")
-    finally:
-        bar.close()
+                bar.update()
+    extras = dev.extras(dtype, quick) if dev.extras is not None else {}
     info = machine_info()
+    info["device"] = dev.describe()
     notes.append(f"numba threads {info['numba_threads']}, torch threads {torch_threads} (set to match); "
                  "NumPy ufuncs are single-threaded")
     return {
-        "schema": "fastopt-benchmark/1",
+        "schema": "fastopt-benchmark/2",
         "machine": info,
-        "settings": {"device": device, "dtype": dtype.name, "sizes": sizes, "optimizers": names, "quick": quick,
+        "settings": {"device": dev.name, "dtype": dtype.name, "sizes": sizes, "optimizers": names, "quick": quick,
                      "serial_below": _cpu.SERIAL_BELOW, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                      **settings},
         "notes": notes,
         "results": results,
+        "left_out": {name: {"sizes": ns, "why": "not enough free device memory"} for name, ns in left_out.items()},
+        "extras": extras,
     }

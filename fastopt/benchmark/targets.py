@@ -30,7 +30,7 @@ def torch_reference(entry: dict) -> str | None:
     return min(present, key=lambda n: c[n]["median_s"]) if present else None
 
 
-def _quantity(entry: dict, what: str):
+def _quantity(entry: dict, what: str) -> tuple[float | None, str | None]:
     c = entry["contenders"]
     if what == "speedup_torch":
         ref = torch_reference(entry)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,10 @@ class Contender:
     label: str = ""
 
 
+Timer = Callable[[Callable[[int], None], int], float]
+"""``timer(run, k) -> seconds`` taken by ``run(k)``."""
+
+
 def wall_timer(run: Callable[[int], None], k: int) -> float:
     """Seconds taken by ``run(k)`` on the host clock (the CPU timer).
 
@@ -49,7 +54,7 @@ def wall_timer(run: Callable[[int], None], k: int) -> float:
     return time.perf_counter() - start
 
 
-def batch_size(contender: Contender, target_s: float, max_batch: int, timer=wall_timer) -> int:
+def batch_size(contender: Contender, target_s: float, max_batch: int, timer: Timer = wall_timer) -> int:
     """Steps per timed batch so that one batch lasts about ``target_s``
     (at least 1, at most ``max_batch``). Also warms the contender up."""
     one = min(timer(contender.run, 1) for _ in range(3))
@@ -67,7 +72,7 @@ def interleaved(
     max_batch: int = 2000,
     budget_s: float | None = None,
     min_rounds: int = 3,
-    timer=wall_timer,
+    timer: Timer = wall_timer,
 ) -> dict:
     """Time the contenders in interleaved rounds.
 
@@ -130,23 +135,24 @@ def interleaved(
     return {"times": times, "batch": batches, "rounds": done}
 
 
-def spread(values) -> dict:
+def spread(values: Sequence[float] | np.ndarray) -> dict:
     """Median, quartiles and extremes of a sample."""
     a = np.asarray(values, dtype=float)
     q1, med, q3 = np.percentile(a, [25, 50, 75])
     return {"median": float(med), "q1": float(q1), "q3": float(q3), "min": float(a.min()), "max": float(a.max())}
 
 
-def paired_ratio(numerator, denominator) -> dict:
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict:
     """:func:`spread` of the round-by-round ratios ``numerator[i] / denominator[i]``."""
     return spread(np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float))
 
 
-def medians(fns: dict, rounds: int = 21, *, target_s: float = 2e-4, warmup: int = 1) -> dict:
+def medians(fns: dict[str, Callable[[], Any]], rounds: int = 21, *, target_s: float = 2e-4,
+            warmup: int = 1) -> dict[str, float]:
     """Median seconds per call of each zero-argument function in ``fns``,
     timed in interleaved rounds (a convenience over :func:`interleaved`)."""
 
-    def repeat(fn):
+    def repeat(fn: Callable[[], Any]) -> Callable[[int], None]:
         def run(k: int) -> None:
             for _ in range(k):
                 fn()

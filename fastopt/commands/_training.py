@@ -7,16 +7,24 @@ and times the ``optimizer.step()`` calls separately from the rest.
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..progress import ProgressBar
+
+if TYPE_CHECKING:
+    from ..nn import MLP
+
 __all__ = [
     "DATASETS", "PRESETS", "available_presets", "SCHEDULE_NAMES", "Dataset", "TrainResult",
-    "add_common_arguments", "check_positive", "load_dataset", "make_optimizer",
-    "make_schedule", "preset_name", "schedule_name", "steps_per_epoch", "train", "warm_up",
+    "add_common_arguments", "check_positive", "divergence_warning", "load_dataset", "make_optimizer",
+    "make_schedule", "preset_lr", "preset_name", "run_setup", "schedule_name", "steps_per_epoch", "train", "warm_up",
 ]
 
 #: Optimizer presets for the MLPs here: registry name and hyperparameters.
@@ -35,6 +43,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "nadam": ("nadam", {"lr": 1e-2}),
     "radam": ("radam", {"lr": 1e-2}),
     "lion": ("lion", {"lr": 1e-3}),
+    "lamb": ("lamb", {"lr": 5e-3}),
 }
 
 
@@ -66,14 +75,14 @@ class Dataset:
     batch_size: int
 
 
-def _spiral(seed):
+def _spiral(seed: int) -> Dataset:
     from ..data import spiral
 
     X, y = spiral(n_classes=3, n_per_class=100, seed=seed)
     return Dataset("spiral", X, y, None, None, (2, 64, 3), epochs=100, batch_size=32)
 
 
-def _digits(seed):
+def _digits(seed: int) -> Dataset:
     from ..data import digits
 
     (X, y), (Xt, yt) = digits(test_fraction=0.2, seed=seed)
@@ -84,7 +93,7 @@ def _digits(seed):
 DATASETS = {"spiral": _spiral, "digits": _digits}
 
 
-def _lookup(kind: str, name: str, choices) -> str:
+def _lookup(kind: str, name: str, choices: Iterable[str]) -> str:
     key = str(name).strip().lower().replace("-", "_")
     if key not in choices:
         raise ValueError(f"unknown {kind} {name!r}; choose from {', '.join(choices)}")
@@ -94,6 +103,14 @@ def _lookup(kind: str, name: str, choices) -> str:
 def preset_name(name: str) -> str:
     """Normalise an optimizer preset name; ValueError listing the choices if unknown."""
     return _lookup("optimizer", name, list(available_presets()))
+
+
+def preset_lr(name: str) -> float:
+    """The learning rate of preset `name` (the optimizer's default where the preset sets none)."""
+    from ..rules import SPECS
+
+    registry_name, hyper = available_presets()[preset_name(name)]
+    return float(hyper.get("lr", SPECS[registry_name].defaults["lr"]))
 
 
 def schedule_name(name: str) -> str:
@@ -117,7 +134,7 @@ def load_dataset(name: str, seed: int = 0) -> Dataset:
     return DATASETS[_lookup("dataset", name, list(DATASETS))](seed)
 
 
-def make_optimizer(name: str, params, lr=None, **overrides):
+def make_optimizer(name: str, params: Any, lr: float | None = None, **overrides: Any) -> Any:
     """Build the optimizer of preset `name` on `params`.
 
     Parameters
@@ -145,7 +162,7 @@ def make_optimizer(name: str, params, lr=None, **overrides):
     return OPTIMIZERS[registry_name](params, **hyper)
 
 
-def make_schedule(name: str, lr: float, total_steps: int):
+def make_schedule(name: str, lr: float, total_steps: int) -> Callable[[float], float]:
     """A learning-rate schedule over `total_steps` optimizer steps.
 
     The decaying schedules are scaled to the run: ``inverse_time`` and
@@ -228,45 +245,37 @@ def steps_per_epoch(n_samples: int, batch_size: int) -> int:
     return max(1, math.ceil(n_samples / batch_size))
 
 
-def warm_up(optimizer, dtype) -> None:
-    """Compile (or load from the cache) the kernel `optimizer` will use, on a
-    throw-away one-element buffer, so that timed steps exclude compilation."""
+def warm_up(optimizer: Any, params: Any) -> None:
+    """Compile (or load from the cache) the kernels `optimizer` will use, on a
+    throw-away buffer with the layout of `params` (a FlatParams), so that
+    timed steps exclude compilation."""
     from ..params import FlatParams
 
     hyper = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-    dummy = FlatParams({"w": (1,)}, dtype=dtype)
+    dummy = FlatParams(params.shapes, dtype=params.dtype)
     type(optimizer)(dummy, **hyper).step()
 
 
-def _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress, result):
-    """The loop of :func:`train`; fills `result` in place."""
-    from ..data import batches
+class _TimedOptimizer:
+    """Stands in for the optimizer in :meth:`fastopt.nn.MLP.train_epoch`,
+    timing each ``step()`` call apart from the forward and backward passes."""
 
-    clock = time.perf_counter
-    for _ in range(epochs):
-        total, count = 0.0, 0
-        for xb, yb in batches(data.X_train, data.y_train, batch_size, shuffle=True, seed=rng):
-            loss, _ = model.loss_and_grad(xb, yb)
-            t0 = clock()
-            optimizer.step()
-            result.step_seconds += clock() - t0
-            result.steps += 1
-            if scheduler is not None:
-                scheduler.step()
-            total += loss * len(xb)
-            count += len(xb)
-        epoch_loss = total / count
-        result.epoch_losses.append(epoch_loss)
-        if progress is not None:
-            progress.update(loss=epoch_loss)
-        if not math.isfinite(epoch_loss):
-            result.diverged = True
-            break
+    def __init__(self, optimizer: Any, result: TrainResult) -> None:
+        self.optimizer, self.result = optimizer, result
+
+    def step(self) -> None:
+        t0 = time.perf_counter()
+        self.optimizer.step()
+        self.result.step_seconds += time.perf_counter() - t0
+        self.result.steps += 1
 
 
-def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed=0,
-          schedule=None, progress=None) -> TrainResult:
+def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: int, seed: int = 0,
+          schedule: Callable[[int], float] | None = None, progress: ProgressBar | None = None) -> TrainResult:
     """Train `model` on `data` with `optimizer`, timing the optimizer steps.
+
+    The epochs run :meth:`fastopt.nn.MLP.train_epoch` (the one training loop);
+    the run stops at the first epoch whose loss is not finite.
 
     Parameters
     ----------
@@ -289,25 +298,46 @@ def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed=0,
     """
     from ..schedules import Scheduler
 
-    warm_up(optimizer, model.params.dtype)
+    warm_up(optimizer, model.params)
     scheduler = Scheduler(optimizer, schedule) if schedule is not None else None
     rng = np.random.default_rng(seed)
     result = TrainResult()
-    clock = time.perf_counter
-    start = clock()
+    timed = _TimedOptimizer(optimizer, result)
+    start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned about
-        _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress, result)
-    result.seconds = clock() - start
+        for _ in range(epochs):
+            loss = model.train_epoch(data.X_train, data.y_train, timed, batch_size, shuffle=True, seed=rng,
+                                     scheduler=scheduler)
+            result.epoch_losses.append(loss)
+            if progress is not None:
+                progress.update(loss=loss)
+            if not math.isfinite(loss):
+                result.diverged = True
+                break
+    result.seconds = time.perf_counter() - start
     with np.errstate(all="ignore"):
         result.train_loss = model.loss(data.X_train, data.y_train)
         result.train_acc = model.accuracy(data.X_train, data.y_train)
-        if data.X_test is not None:
+        if data.X_test is not None and data.y_test is not None:
             result.test_acc = model.accuracy(data.X_test, data.y_test)
     result.diverged = result.diverged or not math.isfinite(result.train_loss)
     return result
 
 
-def check_positive(name: str, value, integer=False):
+def divergence_warning(command: str, label: str, result: TrainResult, lr: float,
+                       option: str = "--lr") -> str | None:
+    """One line for stderr when `result` diverged (None otherwise): where the
+    loss stopped being finite and what to try."""
+    if not result.diverged:
+        return None
+    finite = [v for v in result.epoch_losses if math.isfinite(v)]
+    where = (f"in epoch {len(finite) + 1}" if len(finite) < len(result.epoch_losses)
+             else "after the last epoch")
+    return (f"fastopt {command}: warning: {label} with lr={lr:g}: the training loss became NaN or infinite "
+            f"{where} and the run stopped there; try a smaller {option}")
+
+
+def check_positive(name: str, value: float | None, integer: bool = False) -> None:
     """Raise ValueError ``"{name} must be > 0, got ..."`` unless `value` is a positive (finite) number."""
     if value is None:
         return
@@ -317,21 +347,24 @@ def check_positive(name: str, value, integer=False):
         raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
-def run_setup(args):
+def run_setup(args: argparse.Namespace) -> tuple[Dataset, int, int]:
     """The checks and data loading shared by ``train`` and ``compare``: bad
-    ``--epochs``/``--batch-size`` and a missing matplotlib for ``--plot`` fail
-    before any work. Returns ``(data, epochs, batch_size)``."""
-    from ._plot import require_matplotlib
+    ``--epochs``/``--batch-size``, an unwritable ``--plot`` path and a missing
+    matplotlib fail before any work. Returns ``(data, epochs, batch_size)``."""
+    from ..plotting import require_matplotlib
+    from ._outputs import check_output_path
 
     check_positive("--epochs", args.epochs, integer=True)
     check_positive("--batch-size", args.batch_size, integer=True)
     if args.plot:
-        require_matplotlib()
+        check_output_path("--plot", args.plot)
+        require_matplotlib("--plot")
     data = load_dataset(args.dataset, seed=args.seed)
     return data, args.epochs or data.epochs, args.batch_size or data.batch_size
 
 
-def add_common_arguments(parser, epochs_help="epochs (default: the data set's)") -> None:
+def add_common_arguments(parser: argparse.ArgumentParser,
+                         epochs_help: str = "epochs (default: the data set's)") -> None:
     """Arguments shared by ``train`` and ``compare``."""
     parser.add_argument("--dataset", default="spiral", metavar="{" + ",".join(DATASETS) + "}",
                         help="data set (default spiral; digits needs scikit-learn)")

@@ -1,9 +1,22 @@
 """``fastopt bench``: time every optimizer against NumPy, torch.optim and the
-memory-bandwidth limit (the roofline twin); see :mod:`fastopt.benchmark`."""
+memory-bandwidth limit (the roofline twin), on the CPU or a CUDA GPU; see
+:mod:`fastopt.benchmark`.
+
+Every argument, output path and optional dependency is checked before the
+first timing starts.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import sys
+
+from ..plotting import INSTALL_HINT
+from ._outputs import check_output_path
+
+DEFAULT_PLOT = {"cpu": "fastopt-bench.png", "cuda": "fastopt-bench-cuda.png"}
+"""Where the plot goes unless ``--plot FILE`` or ``--no-plot`` is given."""
 
 
 def _sizes(text: str) -> list[int]:
@@ -16,71 +29,97 @@ def _sizes(text: str) -> list[int]:
     return [int(v) for v in values]
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", action="append", metavar="NAME",
                         help="optimizer to time (repeatable or comma list; default all)")
     parser.add_argument("--sizes", metavar="N,N,...",
-                        help="buffer sizes in elements, e.g. 1e3,1e6 (default 1e3..5e7; --quick 1e3..1e6)")
+                        help="buffer sizes in elements, e.g. 1e3,1e6 (default 1e3..5e7; --quick 1e3..1e6; "
+                             "GPU 2^16..2^28)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (under a minute)")
     parser.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds per optimizer and size")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="also print every contender with its spread, the run's notes and skipped baselines")
     parser.add_argument("--json", metavar="FILE", help="write the full results as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write the report as markdown")
-    parser.add_argument("--plot", metavar="FILE.png", help="plot fastopt's speed-up vs size (matplotlib)")
+    parser.add_argument("--markdown", metavar="FILE", help="write the report (with details and targets) as markdown")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help=f"where to write the speed-up plot (default {DEFAULT_PLOT['cpu']}; needs matplotlib)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write the plot")
     parser.add_argument("--cold", action="store_true",
                         help="also measure import time, first step (empty/warm compile cache), cold compile")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
-def _run_cuda(args) -> int:
-    """``--device cuda``: the GPU benchmark (CUDA events, torch fused/foreach,
-    device-to-device copy, host overhead); see :mod:`fastopt.benchmark.gpu`."""
-    import json
-    import math
-    from pathlib import Path
+def _plot_path(args: argparse.Namespace) -> str | None:
+    """The plot's path after the checks, or None (no plot); may print one note."""
+    if args.no_plot:
+        if args.plot:
+            raise ValueError("--plot and --no-plot contradict each other; drop one")
+        return None
+    if args.plot:
+        from ..plotting import require_matplotlib
 
-    from ..benchmark import gpu
-
-    if args.plot or args.cold:
-        raise ValueError("--plot and --cold are CPU-only; the GPU report is a table (--markdown, --json)")
-    gpu.require_gpu()
-    argv = ["--out", ".", "--dtype", args.dtype]
-    if args.optimizer:
-        argv += ["--optimizers", ",".join(args.optimizer)]
-    if args.sizes:
-        logs = [round(math.log2(n)) for n in _sizes(args.sizes)]
-        argv += ["--min-log2", str(max(1, min(logs))), "--max-log2", str(max(logs))]
-    elif args.quick:
-        argv += ["--max-log2", "24"]
-    if args.rounds or args.quick:
-        argv += ["--repeats", str(args.rounds or 5)]
-    result = gpu.run(gpu.parse_args(argv))
-    text = gpu.to_markdown(result)
-    print(text, end="")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    return 0
+        check_output_path("--plot", args.plot)
+        require_matplotlib("--plot")
+        return str(args.plot)
+    path = DEFAULT_PLOT[args.device]
+    if importlib.util.find_spec("matplotlib") is None:
+        print(f"fastopt bench: note: no plot (matplotlib is not installed: {INSTALL_HINT}); "
+              "--no-plot silences this", file=sys.stderr)
+        return None
+    try:
+        check_output_path("--plot", path)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or pass --plot FILE or --no-plot") from None
+    return path
 
 
-def run(args) -> int:
-    if args.device == "cuda":
-        return _run_cuda(args)
-    from ..benchmark import measure_cold_start, report, run_benchmark
+def check(args: argparse.Namespace) -> tuple[list[int] | None, str | None]:
+    """Every check of ``fastopt bench``'s arguments, made before any work.
+
+    Returns
+    -------
+    sizes : list of int or None
+    plot : str or None
+        Where the plot goes (None: no plot).
+    """
+    from ..benchmark.runner import get_device, parse_optimizers
 
     sizes = _sizes(args.sizes) if args.sizes else None
+    parse_optimizers(args.optimizer)
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds must be an integer >= 1, got {args.rounds}")
+    if args.device == "cuda" and args.cold:
+        raise ValueError("--cold is CPU-only (it times fresh processes importing fastopt); drop it with --device cuda")
+    for option in ("json", "markdown"):
+        if getattr(args, option):
+            check_output_path(f"--{option}", getattr(args, option))
+    plot = _plot_path(args)
+    get_device(args.device)  # no GPU, or no numba-cuda: fail now
+    return sizes, plot
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..benchmark import measure_cold_start, report, run_benchmark
+
+    sizes, plot = check(args)
     result = run_benchmark(optimizers=args.optimizer, sizes=sizes, dtype=args.dtype, quick=args.quick,
                            device=args.device, progress=not args.no_progress, rounds=args.rounds)
     if args.cold:
         print("measuring cold start (fresh processes)...", file=sys.stderr)
         result["cold_start"] = measure_cold_start(dtype=args.dtype)
-    print(report.to_text(result), end="")
+    print(report.to_text(result, verbose=args.verbose), end="")
+    written = []
     if args.json:
         report.write_json(result, args.json)
+        written.append(args.json)
     if args.markdown:
         report.write_markdown(result, args.markdown)
-    if args.plot:
-        report.plot(result, args.plot)
+        written.append(args.markdown)
+    if plot:
+        report.plot(result, plot)
+        written.append(plot)
+    more = "" if args.verbose else "; --verbose for every contender"
+    print(f"wrote {', '.join(written)}{more}" if written else f"(--json, --markdown, --plot write files{more})")
     return 0

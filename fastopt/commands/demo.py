@@ -3,13 +3,16 @@ one Adam step of fastopt against a naive NumPy Adam at a few sizes."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+
 import numpy as np
 
-from ._progress import ProgressBar
+from ..progress import ProgressBar
 from ._training import check_positive, load_dataset, make_optimizer, train
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=100, help="training epochs (default 100)")
     parser.add_argument("--sizes", default="1e4,1e6",
                         help="comma-separated buffer sizes for the step table (default 1e4,1e6)")
@@ -38,7 +41,7 @@ def _format_time(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
-def step_table(sizes, repeats: int, seed: int = 0) -> list[tuple[int, float, float]]:
+def step_table(sizes: Sequence[int], repeats: int, seed: int = 0) -> list[tuple[int, float, float]]:
     """Median seconds of one float32 Adam step, fastopt vs NumPy written the
     tutorial way (a temporary array per operation), per size.
 
@@ -49,7 +52,7 @@ def step_table(sizes, repeats: int, seed: int = 0) -> list[tuple[int, float, flo
     from ..benchmark.baselines import NumpyStepper
     from ..benchmark.problems import hyperparameters
     from ..benchmark.timing import medians
-    from ..optim import Adam
+    from ..optim import OPTIMIZERS
     from ..params import FlatParams
 
     rng = np.random.default_rng(seed)
@@ -59,14 +62,14 @@ def step_table(sizes, repeats: int, seed: int = 0) -> list[tuple[int, float, flo
         fp.data[:] = rng.standard_normal(n)
         fp.grad[:] = rng.standard_normal(n)
         h = hyperparameters("adam")
-        opt = Adam(fp, **h)
+        opt = OPTIMIZERS["adam"](fp, **h)
         naive = NumpyStepper("adam", h, fp.data, fp.grad, "naive")
         times = medians({"fastopt": opt.step, "naive": naive.step}, rounds=repeats)
         rows.append((n, times["fastopt"], times["naive"]))
     return rows
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     check_positive("--epochs", args.epochs, integer=True)
     check_positive("--repeats", args.repeats, integer=True)
     sizes = parse_sizes(args.sizes)

@@ -4,10 +4,14 @@ on this machine (no GPU needed)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from typing import Any
+
+from ._outputs import check_output_path
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", metavar="NAME", help="optimizer whose kernel to show (default adam)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--scalar", action="store_true",
@@ -19,7 +23,7 @@ def add_arguments(parser) -> None:
                         help="write the table of every kernel (loads, stores, f64 ops, registers, spills) as markdown")
 
 
-def _check(args) -> None:
+def _check(args: argparse.Namespace) -> None:
     """Everything that can fail before compiling anything."""
     from ..benchmark import ptx
     from ..rules import SPECS
@@ -34,14 +38,10 @@ def _check(args) -> None:
         raise ValueError(f"{name} runs on the two-pass segmented driver, not one update kernel; "
                          "choose an element-wise optimizer")
     if args.markdown:
-        from pathlib import Path
-
-        folder = Path(args.markdown).resolve().parent
-        if not folder.is_dir():
-            raise ValueError(f"--markdown: folder {folder} does not exist")
+        check_output_path("--markdown", args.markdown)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..benchmark import ptx
 
     _check(args)
@@ -69,7 +69,7 @@ def run(args) -> int:
     return 0
 
 
-def _page(rows, ptx) -> str:
+def _page(rows: list[dict], ptx: Any) -> str:
     return (
         "# CUDA update kernels: what the PTX says\n\n"
         "Compiled with `numba.cuda.compile_ptx` for sm_90 (H100) and assembled with `ptxas -v` from the "

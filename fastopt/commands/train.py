@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from ._progress import ProgressBar
+import argparse
+import sys
+
+from ..progress import ProgressBar
 from ._training import (
     PRESETS,
     SCHEDULE_NAMES,
     add_common_arguments,
     check_positive,
+    divergence_warning,
     make_optimizer,
     make_schedule,
     preset_name,
@@ -18,7 +22,7 @@ from ._training import (
 )
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", default="adam", metavar="NAME",
                         help=f"optimizer: {', '.join(PRESETS)} (default adam; 'momentum' is SGD with momentum 0.9)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's preset)")
@@ -29,7 +33,7 @@ def add_arguments(parser) -> None:
     add_common_arguments(parser)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..nn import MLP
 
     name = preset_name(args.optimizer)
@@ -49,8 +53,9 @@ def run(args) -> int:
     bar = ProgressBar(epochs, "train", enabled=False if args.no_progress else None)
     with bar:
         result = train(model, optimizer, data, epochs, batch_size, seed=args.seed, schedule=schedule, progress=bar)
-    if result.diverged:
-        print(f"diverged after {len(result.epoch_losses)} epochs (loss {result.epoch_losses[-1]}); try a smaller --lr")
+    warning = divergence_warning("train", type(optimizer).__name__, result, lr)
+    if warning:
+        print(warning, file=sys.stderr)
     line = f"final: train loss {result.train_loss:.4f}, train accuracy {100 * result.train_acc:.1f}%"
     if result.test_acc is not None:
         line += f", test accuracy {100 * result.test_acc:.1f}%"
