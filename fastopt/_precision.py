@@ -63,7 +63,8 @@ class Precision:
             raise ValueError(f"rounding_seed must be an int >= 0, got {rounding_seed!r}")
         if master_weights is not None and not isinstance(master_weights, (bool, np.bool_)):
             raise TypeError(f"master_weights must be a bool or None, got {master_weights!r}")
-        return cls(state_dtype, bool(stochastic_rounding), int(rounding_seed), master_weights)
+        return cls(state_dtype, bool(stochastic_rounding), int(rounding_seed),
+                   None if master_weights is None else bool(master_weights))
 
     def check_params(self, bfloat16_params: bool, spec=None) -> None:
         """Raise when the options do not fit the params' dtype or the optimizer."""
@@ -119,8 +120,9 @@ class Precision:
     def needs_key(self, spec, bfloat16_params: bool) -> bool:
         """Whether any storage rounds stochastically (the steps then carry a key)."""
         bf16_states = self.state_dtype == "bfloat16"
+        stochastic_roles = bool({"decaying_max", "sum"} & set(spec.state_roles.values()))
         return self.state_dtype == "int8" or (self.stochastic_rounding and (bf16_states or bfloat16_params)) or (
-            bf16_states and {"decaying_max", "sum"} & set(spec.state_roles.values()))
+            bf16_states and stochastic_roles)
 
 
 def allocate_blocks(backend, n: int, fmt, fill: float = 0.0):
