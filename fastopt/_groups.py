@@ -9,7 +9,7 @@ from typing import Any
 
 from . import backends
 from .backends.host_arrays import check_disjoint
-from .params import FlatParams
+from .params import FlatParams, ParamChain
 
 ACCEPTED = ("a FlatParams, a (param, grad) pair, a list of (param, grad) pairs or FlatParams, "
             "or a list of param-group dicts")
@@ -32,6 +32,10 @@ class Buffer:
     segments : tuple or None
         The tensors of a FlatParams as ``(start, stop)`` ranges; None when the
         buffer is one tensor.
+    chain : tuple or None
+        ``(flat param, flat grad, start)`` for a tensor of a
+        :class:`~fastopt.params.ParamChain`: the chain's flat views and where
+        this tensor starts in them; None otherwise.
     """
 
     id: int
@@ -40,6 +44,7 @@ class Buffer:
     g: Any
     shape: tuple
     segments: tuple | None
+    chain: tuple | None = None
 
 
 def _is_array_like(obj) -> bool:
@@ -69,16 +74,19 @@ def _bad_params(params, where: str) -> TypeError:
 
 
 def _pairs_of(params, where: str) -> list[tuple[Any, Any, Any]]:
-    """The (param, grad, tensor ranges or None) triples of one group's ``params`` entry."""
-    if isinstance(params, FlatParams):
-        return [(params.data, params.grad, params.ranges)]
+    """The (param, grad, tensor ranges or None) triples of one group's ``params``
+    entry (a ParamChain stays whole: its tensors are split by the caller)."""
+    if isinstance(params, (FlatParams, ParamChain)):
+        params = [params]
     if _looks_like_pair(params):
         return [(*params, None)]
     if isinstance(params, (list, tuple)):
-        pairs = []
+        pairs: list[tuple[Any, Any, Any]] = []
         for k, item in enumerate(params):
             if isinstance(item, FlatParams):
                 pairs.append((item.data, item.grad, item.ranges))
+            elif isinstance(item, ParamChain):
+                pairs.append((item.data, item.grad, item))
             elif isinstance(item, (tuple, list)) and len(item) == 2 and not any(
                     isinstance(x, (dict, FlatParams)) for x in item):
                 pairs.append((*item, None))
@@ -125,14 +133,23 @@ def build_groups(params, defaults: dict, check) -> tuple[list[dict], list[list[B
         if len(devices) > 1:
             raise TypeError(f"{where}: CPU and GPU arrays are mixed in one optimizer; use one optimizer per device")
         backend = backends.backend_for(pairs[0][0])
-        group_buffers = []
+        group_buffers, listed = [], []
         for k, (p, g, ranges) in enumerate(pairs):
             label = f"{where}[{k}]" if len(pairs) > 1 or many_groups else "params"
             pf, gf = backend.pair(p, g, label)
             named += [(f"{label} param", pf), (f"{label} grad", gf)]
+            if isinstance(ranges, ParamChain):
+                chain = ranges
+                for j, ((a, b), shape) in enumerate(zip(chain.ranges, chain.shapes)):
+                    param = chain.params[j] if chain.params is not None else pf[a:b]
+                    group_buffers.append(Buffer(next_id, param, pf[a:b], gf[a:b], shape, None, (pf, gf, a)))
+                    listed.append(param)
+                    next_id += 1
+                continue
             group_buffers.append(Buffer(next_id, p, pf, gf, tuple(p.shape), ranges))
+            listed.append(p)
             next_id += 1
-        group["params"] = [p for p, _, _ in pairs]
+        group["params"] = listed
         groups.append(group)
         buffers.append(group_buffers)
     check_disjoint(named)

@@ -13,8 +13,6 @@ cost a few checks, not a re-plan.
 
 from __future__ import annotations
 
-from .rules._checks import plain
-
 
 class _All:
     """``ParamGroup.changed`` when every key must be re-read (truthy, never grows)."""
@@ -30,33 +28,54 @@ ALL = _All()
 
 
 class ParamGroup(dict):
-    """One entry of ``optimizer.param_groups``: a plain dict to its users, which
-    also remembers which keys were assigned since the optimizer last read it,
-    so that a step after a scheduler's ``group["lr"] = ...`` validates only
-    ``lr`` (and a step after nothing validates nothing)."""
+    """One entry of ``optimizer.param_groups``: a plain dict to its users.
 
-    __slots__ = ("changed",)
+    Every torch scheduler writes ``group["lr"]`` before every step (OneCycleLR
+    also ``group["betas"]``), so a write must cost little and a step after it
+    nothing more. A write of a coefficient-only hyperparameter with a valid
+    value goes straight into the group's record of plain floats (``record``,
+    set by the optimizer; its ``checks`` return the value as the kernels see
+    it); any other write is remembered in ``changed`` and sets the ``dirty``
+    cell shared by the optimizer's groups, and the next step validates it
+    (raising there, before any array is touched, when it is bad)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    __slots__ = ("changed", "dirty", "record", "checks")
+
+    def __init__(self, values=(), dirty=None):
+        super().__init__(values)
         self.changed = ALL
+        self.dirty = dirty if dirty is not None else [True]
+        self.dirty[0] = True
+        self.record = None
+        self.checks = None
 
-    def _mark(self, key) -> None:
+    def __setitem__(self, key, value):
+        dict.__setitem__(self, key, value)
+        record = self.record
+        if record is not None:
+            check = self.checks.get(key)
+            if check is not None:
+                try:
+                    setattr(record, key, check(key, value))
+                    return
+                except (TypeError, ValueError):
+                    pass  # the step raises, naming the group
+        self.dirty[0] = True
         changed = self.changed
         if changed is not ALL:
             changed.add(key)
 
-    def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        self._mark(key)
-
     def __delitem__(self, key):
         super().__delitem__(key)
         self.changed = ALL
+        self.record = None
+        self.dirty[0] = True
 
     def update(self, *args, **kwargs):
         super().update(*args, **kwargs)
         self.changed = ALL
+        self.record = None
+        self.dirty[0] = True
 
     def __ior__(self, other):
         self.update(other)
@@ -69,15 +88,50 @@ class ParamGroup(dict):
 
     def pop(self, *args):
         self.changed = ALL
+        self.record = None
+        self.dirty[0] = True
         return super().pop(*args)
 
     def popitem(self):
         self.changed = ALL
+        self.record = None
+        self.dirty[0] = True
         return super().popitem()
 
     def clear(self):
         super().clear()
         self.changed = ALL
+        self.record = None
+        self.dirty[0] = True
+
+
+class ParamGroups(list):
+    """``optimizer.param_groups``: a plain list to its users, which sets the
+    optimizer's dirty cell when an entry is replaced, added or removed (the
+    next step then re-reads every group)."""
+
+    def __init__(self, groups, dirty):
+        super().__init__(groups)
+        self.dirty = dirty
+
+    def _touch(self):
+        self.dirty[0] = True
+
+
+def _marking(name):
+    method = getattr(list, name)
+
+    def marked(self, *args, **kwargs):
+        self.dirty[0] = True
+        return method(self, *args, **kwargs)
+
+    marked.__name__ = name
+    return marked
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "append", "extend", "insert", "pop", "remove", "clear",
+              "sort", "reverse"):
+    setattr(ParamGroups, _name, _marking(_name))
 
     def __reduce__(self):
         return (dict, (dict(self),))
@@ -99,24 +153,27 @@ class GroupPlan:
         The group dict last validated (None: validate every key).
     hyper : the validated record of plain floats (see :func:`hyperparameters`).
     variant : :class:`fastopt.rules.Variant`
-    launches : list of ``launch(values)``, one per buffer.
-    entries : list of dict
-        The buffers' entries of ``optimizer.state``.
+    chains : list of :class:`fastopt._layout.Chain`
+        The launch units (see :mod:`fastopt._layout`).
+    laid_out : bool
+        Whether the chains' state and launchers match ``variant`` and the
+        state arrays (False after ``load_state_dict``: re-plan).
     lockstep : bool
         Whether every buffer is at the same step and the rule carries no
-        per-parameter scalars: then the coefficients are computed once.
+        per-parameter scalars: then each chain launches once, with
+        coefficients computed once for the group.
     """
 
-    __slots__ = ("backend", "buffers", "group", "hyper", "variant", "launches", "entries", "lockstep")
+    __slots__ = ("backend", "buffers", "group", "hyper", "variant", "chains", "laid_out", "lockstep")
 
-    def __init__(self, backend, buffers):
+    def __init__(self, backend, buffers, chains):
         self.backend = backend
         self.buffers = buffers
         self.group = None
         self.hyper = None
         self.variant = None
-        self.launches = None
-        self.entries = None
+        self.chains = chains
+        self.laid_out = False
         self.lockstep = False
 
 
@@ -134,20 +191,19 @@ def refresh(spec, plan: GroupPlan, group: dict):
         _cross_check(spec, h)
         return h
     h = plan.hyper
+    if spec.cross_check is None:
+        for key in changed:
+            check = checks.get(key)
+            if check is not None:
+                setattr(h, key, check(key, group[key]))  # a check returns the value as the kernels see it
+        return h
+    candidate = h.copy()
     for key in changed:
         check = checks.get(key)
         if check is not None:
-            check(key, group[key])
-    if spec.cross_check is not None:
-        candidate = h.copy()
-        for key in changed:
-            if key in checks:
-                setattr(candidate, key, plain(group[key]))
-        _cross_check(spec, candidate)
-    for key in changed:
-        if key in checks:
-            setattr(h, key, plain(group[key]))
-    return h
+            setattr(candidate, key, check(key, group[key]))
+    _cross_check(spec, candidate)
+    return candidate
 
 
 def _cross_check(spec, h) -> None:

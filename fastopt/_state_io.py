@@ -71,7 +71,8 @@ def load_state_dict(opt, state_dict: dict) -> None:
     opt.skipped_steps = int(state_dict.get("skipped_steps", opt.skipped_steps))
     opt._pending = pending
     for plan in opt._plans:
-        plan.group = plan.hyper = plan.launches = None  # state arrays were replaced: re-plan
+        plan.group = plan.hyper = None  # state arrays were replaced: re-plan
+        plan.laid_out = False
 
 
 def _checked_state(opt, entry: dict, buffer, backend, known: set, codec, where: str) -> dict:

@@ -14,8 +14,10 @@ import numpy as np
 from . import _state_io
 from ._groups import build_groups
 from ._guard import NONFINITE_POLICIES, NonFiniteGradientError, guarded_scale
-from ._plan import GroupPlan, ParamGroup, hyperparameters, refresh
-from ._precision import MASTER, SCALE, Precision, allocate, allocate_blocks
+from ._layout import chains_of, launcher, lay_out_chain
+from ._plan import ALL, GroupPlan, ParamGroup, ParamGroups, hyperparameters, refresh
+from ._precision import MASTER, Precision
+from .backends.bits import buffer_seed, split
 from .backends.codecs import BFLOAT16, bfloat16_to_float32, float32_to_bfloat16
 from .rules import SPECS, Spec
 
@@ -134,8 +136,12 @@ class Optimizer:
         self.defaults = defaults
         groups, buffers, backend = build_groups(params, defaults, self._check_hyperparameters)
         self.precision.check_params(any(_is_bfloat16(b) for bufs in buffers for b in bufs), spec)
-        self.param_groups = [ParamGroup(group) for group in groups]
-        self._plans = [GroupPlan(backend, b) for b in buffers]
+        self._dirty = [True]
+        self._layout_keys = spec.layout_keys
+        self._fast_refresh = spec.cross_check is None
+        self._write_through = {k: v for k, v in spec.checks.items() if k not in self._layout_keys}
+        self.param_groups = [ParamGroup(group, self._dirty) for group in groups]
+        self._plans = [GroupPlan(backend, b, chains_of(b)) for b in buffers]
         self.state: dict[int, dict] = {}
         for plan in self._plans:
             for b in plan.buffers:
@@ -154,6 +160,7 @@ class Optimizer:
                     ema = plan.backend.zeros(source.size, source.dtype)
                     plan.backend.copy_(ema, source)
                     self.state[b.id]["ema"] = ema
+        self._keyed = self.precision.needs_key(spec, any(_is_bfloat16(b) for p in self._plans for b in p.buffers))
         self._device = self._device_steps(backend)
         # State is allocated up front (zeros, or the optimizer's initial value),
         # so that a skipped first step leaves it exactly as it was.
@@ -185,17 +192,54 @@ class Optimizer:
             except ValueError as exc:
                 raise ValueError(f"{prefix}{exc}") from None
 
+    @property
+    def param_groups(self) -> list:
+        """The param groups, as in torch: a list of dicts with ``"params"`` and
+        the hyperparameters (write a value any time: the next step reads it)."""
+        return self._param_groups
+
+    @param_groups.setter
+    def param_groups(self, groups) -> None:
+        self._param_groups = ParamGroups(groups, self._dirty)
+        self._dirty[0] = True
+
     def _refresh_plans(self) -> None:
         """Bring every group's plan up to date with its dict (only what changed
-        is read). Every group is validated before any array is touched; a
-        changed variant re-plans."""
-        for k, (plan, group) in enumerate(zip(self._plans, self.param_groups)):
+        is read; nothing when no group was touched). Every group is validated
+        before any array is touched; a changed variant re-plans."""
+        if not self._dirty[0]:
+            return
+        groups = self._param_groups
+        if len(groups) != len(self._plans):
+            raise ValueError(f"param_groups has {len(groups)} groups, the optimizer was built with "
+                             f"{len(self._plans)}; groups cannot be added or removed")
+        for k, (plan, group) in enumerate(zip(self._plans, groups)):
             if group is not plan.group or group.changed:
                 self._refresh(k, plan, group)
+        self._dirty[0] = False
 
     def _refresh(self, k: int, plan: GroupPlan, group) -> None:
-        if type(group) is not ParamGroup:  # the user put a plain dict there
-            group = self.param_groups[k] = ParamGroup(group)
+        changed = group.changed if type(group) is ParamGroup else ALL
+        if changed is not ALL and group is plan.group and self._fast_refresh and not (changed & self._layout_keys):
+            # A scheduler's write: check the changed values, update the record.
+            hyper, checks = plan.hyper, self.spec.checks
+            try:
+                for key in changed:
+                    check = checks.get(key)
+                    if check is not None:
+                        setattr(hyper, key, check(key, group[key]))  # a check returns the value as kernels see it
+            except (TypeError, ValueError) as exc:
+                if len(self._plans) > 1:
+                    raise type(exc)(f"param_groups[{k}]: {exc}") from None
+                raise
+            changed.clear()
+            if self._device is not None:
+                self._device.set_hyperparameters(k, hyper)
+            return
+        group.record = None
+        if type(group) is not ParamGroup or group.dirty is not self._dirty:  # the user put a plain dict there
+            group = ParamGroup(group, self._dirty)
+            list.__setitem__(self._param_groups, k, group)
         try:
             hyper = refresh(self.spec, plan, group)
         except (TypeError, ValueError) as exc:
@@ -203,56 +247,41 @@ class Optimizer:
                 raise type(exc)(f"param_groups[{self._plans.index(plan)}]: {exc}") from None
             raise
         variant = self.spec.variant(hyper)
-        if variant is not plan.variant or plan.launches is None:
+        if variant is not plan.variant or not plan.laid_out:
             self._lay_out(k, plan, hyper, variant)
         plan.hyper, plan.variant, plan.group = hyper, variant, group
-        group.changed = set()
+        if group.changed is ALL:
+            group.changed = set()
+        else:
+            group.changed.clear()
         if self._device is not None:
             self._device.set_hyperparameters(k, hyper)
+        elif self._fast_refresh:
+            # Later writes of coefficient-only values go straight into the record.
+            group.checks, group.record = self._write_through, hyper
 
     def _lay_out(self, k: int, plan: GroupPlan, hyper, variant) -> None:
-        """Allocate the state ``variant`` needs and build the group's launches."""
-        spec, backend = self.spec, plan.backend
-        launches = []
+        """Allocate the state ``variant`` needs and prepare the group's launches."""
+        plan.variant = variant
+        for chain in plan.chains:
+            lay_out_chain(self, chain, plan, hyper, variant)
+        plan.laid_out = True
+        entries = [self.state[b.id] for b in plan.buffers]
+        plan.lockstep = not self.spec.carry and len({st["step"] for st in entries}) == 1
         device = self._device
-        for index, b in enumerate(plan.buffers):
-            rows = {} if device is None else {"device_values": device.row(k, index)}
-            st = self.state[b.id]
-            blockwise = self.precision.blockwise(b.p.size)
-            for name in variant.state_names:
-                if name not in st:
-                    fill = spec.state_fill.get(name)
-                    fill = fill(hyper) if fill else 0.0
-                    if blockwise:
-                        fmt = self.precision.format(name, spec)
-                        st[name], st[name + SCALE] = allocate_blocks(backend, b.p.size, fmt, fill)
-                    else:
-                        dtype = self.precision.storage_dtype(name, b.p.dtype, spec)
-                        st[name] = allocate(backend, b.p.size, dtype, fill)
-            states = tuple(st[name] for name in variant.state_names)
-            ema = st.get("ema") if self.ema_decay is not None else None
-            p = self._updated(b)
-            mirror = b.p if _is_bfloat16(b) else None
-            rows["mirror_rounding"] = self.precision.mirror_rounding
-            if blockwise:
-                scales = tuple(st[name + SCALE] for name in variant.state_names)
-                formats = tuple(self.precision.format(name, spec) for name in variant.state_names)
-                launches.append(backend.blockwise_launcher(variant.rule, spec.record, p, b.g, states, scales, ema,
-                                                           mirror=mirror, formats=formats, **rows))
-                continue
-            rows["roundings"] = tuple(self.precision.rounding(name, spec) for name in variant.state_names)
-            if spec.segmented is not None:
-                launches.append(backend.segmented_launcher(spec.segmented, spec.record, p, b.g, states, ema,
-                                                           b.segments, mirror=mirror, **rows))
-            else:
-                launches.append(backend.elementwise_launcher(variant.rule, spec.record, p, b.g, states, ema,
-                                                             mirror=mirror, **rows))
-        plan.launches = launches
-        plan.entries = [self.state[b.id] for b in plan.buffers]
-        plan.lockstep = not spec.carry and len({st["step"] for st in plan.entries}) == 1
         if device is not None:
-            device.set_state(k, [st["step"] for st in plan.entries],
-                             [[st[name] for name in spec.carry_names] for st in plan.entries])
+            if not all(chain.lockstep() for chain in plan.chains):
+                raise ValueError("device-resident steps (capturable, or a guarded step on the GPU) need every "
+                                 "tensor of a ParamChain at the same step")
+            device.set_state(k, [st["step"] for st in entries],
+                             [[st[name] for name in self.spec.carry_names] for st in entries])
+
+    def _launcher(self, k: int, plan: GroupPlan, chain, i: int, j: int):
+        """``launch(values)`` over buffers ``i..j-1`` of ``chain``."""
+        row = None
+        if self._device is not None:
+            row = self._device.row(k, plan.buffers.index(chain.buffers[i]))
+        return launcher(self, plan, chain, i, j, row)
 
     # -- the step --------------------------------------------------------
 
@@ -272,7 +301,8 @@ class Optimizer:
         self.apply_step()
         return loss
 
-    def apply_step(self, grad_scale: float = 1.0, nonfinite: str | None = None, warn: bool = True) -> bool:
+    def apply_step(self, grad_scale: float = 1.0, nonfinite: str | None = None, warn: bool = True,
+                   active=None) -> bool:
         """The update, with every gradient multiplied by ``grad_scale`` inside
         the fused pass (no extra pass over the gradients).
 
@@ -288,6 +318,10 @@ class Optimizer:
             Overrides the optimizer's policy for this step.
         warn : bool
             Warn (once) when a non-finite gradient skips a step.
+        active : collection of int, optional
+            Step only these params (their keys in ``state``); the others keep
+            their state and step count, as torch.optim skips a parameter whose
+            gradient is None. Default: all.
 
         Returns
         -------
@@ -303,37 +337,83 @@ class Optimizer:
             self._pending = 0
             grad_scale /= self.accumulate
         policy = nonfinite or self.nonfinite
+        if active is not None:
+            active = set(active)
         if self._device is not None and policy != "raise":
+            if active is not None and len(active) < len(self.state):
+                raise ValueError("active= (skipping params) is not available with device-resident steps")
             return self._device_step(grad_scale, policy)
         if policy == "ignore" or (policy is None and self.max_grad_norm is None):
             scale = grad_scale  # a plain step stays one pass over memory
         else:
-            scale, norm = guarded_scale(self._plans, grad_scale, self.max_grad_norm, policy or "skip")
+            scale, norm = guarded_scale(self._stepped_grads(active), grad_scale, self.max_grad_norm,
+                                        policy or "skip")
             self._last_norm = norm
             if scale is None:
                 return self._nonfinite(policy or "skip", warn)
         bound = math.inf if self.max_grad_value is None else self.max_grad_value
         decay = self.ema_decay
-        wrappers = (bound, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0) if decay is None else (
-            bound, decay, 1.0 - decay, 0.0, 0.0, 0.0, 0.0)
+        wrappers = (bound, 0.0, 1.0) if decay is None else (bound, decay, 1.0 - decay)
+        keyed = self._keyed
         coefficients = self.spec.coefficients
-        if self._rounds_stochastically:
-            return self._launch_keyed(scale, wrappers)
-        for plan in self._plans:
-            head = (-scale if plan.hyper.maximize else scale, *wrappers)
-            if plan.lockstep:
+        for k, plan in enumerate(self._plans):
+            sign = -scale if plan.hyper.maximize else scale
+            if plan.lockstep and active is None and not keyed:
                 # Every param of the group is at the same step (the usual
-                # case): coefficients once per group and step.
-                entries = plan.entries
-                step = entries[0]["step"] + 1
-                values = head + coefficients(plan.hyper, step, ())[0]
-                for st in entries:
-                    st["step"] = step
-                for launch in plan.launches:
-                    launch(values)
+                # case): coefficients once per group and step, one launch per chain.
+                step = plan.chains[0].entries[0]["step"] + 1
+                values = (sign, *wrappers, 0.0, 0.0, 0.0, 0.0) + coefficients(plan.hyper, step, ())[0]
+                for chain in plan.chains:
+                    for st in chain.entries:
+                        st["step"] = step
+                    (chain.full or self._full_launcher(k, plan, chain))(values)
             else:
-                self._launch_each(plan, head)
+                self._launch_runs(k, plan, (sign, *wrappers), active, keyed)
         return True
+
+    def _full_launcher(self, k: int, plan: GroupPlan, chain):
+        chain.full = self._launcher(k, plan, chain, 0, len(chain.buffers))
+        return chain.full
+
+    def _stepped_grads(self, active) -> list:
+        """``(backend, grad array)`` of every gradient this step reads."""
+        out = []
+        for plan in self._plans:
+            for chain in plan.chains:
+                if active is None:
+                    a, b = chain.span
+                    g = chain.g if (a, b) == (0, chain.g.size) else chain.g[a:b]
+                    out.append((plan.backend, g))
+                else:
+                    out += [(plan.backend, buf.g) for buf in chain.buffers if buf.id in active]
+        return out
+
+    def _launch_runs(self, k: int, plan: GroupPlan, head: tuple, active, keyed: bool) -> None:
+        """The group's launches when not every param steps together: one per
+        run of consecutive params of a chain that step and share (step,
+        carried scalars); coefficients per distinct (step, carry). Each
+        launch's values carry its stream seed and step when a storage rounds
+        stochastically (see :mod:`fastopt.backends.bits`)."""
+        names, coefficients = self.spec.carry_names, self.spec.coefficients
+        seed = self.precision.rounding_seed
+        last = None
+        for chain_index, chain in enumerate(plan.chains):
+            for i, j in list(chain.runs(active, names)):
+                st = chain.entries[i]
+                step = st["step"] + 1
+                carry = tuple(st[name] for name in names)
+                if last is None or last[0] != step or last[1] != carry:
+                    record, new_carry = coefficients(plan.hyper, step, carry)
+                    last = (step, carry, record, new_carry)
+                keys = (*split(buffer_seed(seed, k, chain_index * 4096 + i)), *split(step)) if keyed else (
+                    0.0, 0.0, 0.0, 0.0)
+                for entry in chain.entries[i:j]:
+                    entry["step"] = step
+                    entry.update(zip(names, last[3]))
+                launch = chain.launchers.get((i, j)) or self._launcher(k, plan, chain, i, j)
+                launch(head + keys + last[2])
+        steps = {st["step"] for chain in plan.chains for st in chain.entries}
+        plan.lockstep = not names and len(steps) == 1
 
     def _updated(self, buffer):
         """The array the kernel updates for ``buffer``: its params, or their
@@ -347,11 +427,11 @@ class Optimizer:
         skip = policy == "skip" or (policy is None and self.max_grad_norm is not None)
         self._device.launch(grad_scale, self.max_grad_norm, skip)
         self._device_guarded = self._device_guarded or skip or self.max_grad_norm is not None
-        for plan in self._plans:
-            for st in plan.entries:
-                st["step"] += 1  # launched steps; state_dict() reads the applied count back
-            for launch in plan.launches:
-                launch(None)
+        for k, plan in enumerate(self._plans):
+            for chain in plan.chains:
+                for st in chain.entries:
+                    st["step"] += 1  # launched steps; state_dict() reads the applied count back
+                (chain.full or self._full_launcher(k, plan, chain))(None)
         return True
 
     def _read_device_state(self) -> None:
@@ -359,7 +439,8 @@ class Optimizer:
         names = self.spec.carry_names
         for k, plan in enumerate(self._plans):
             steps, carries = self._device.read_state(k)
-            for st, step, carry in zip(plan.entries, steps, carries):
+            entries = [self.state[b.id] for b in plan.buffers]
+            for st, step, carry in zip(entries, steps, carries):
                 st["step"] = int(step)
                 st.update(zip(names, (float(x) for x in carry)))
 
@@ -383,42 +464,6 @@ class Optimizer:
             return float(self._device.read_control()[2])
         return self._last_norm
 
-    @property
-    def _rounds_stochastically(self) -> bool:
-        return self.precision.needs_key(self.spec, any(_is_bfloat16(b) for p in self._plans for b in p.buffers))
-
-    def _launch_keyed(self, scale: float, wrappers: tuple) -> bool:
-        """The launches of a step that rounds stochastically: each buffer's
-        values carry its stream seed and the step (see :mod:`fastopt.backends.bits`)."""
-        from .backends.bits import buffer_seed, split
-
-        seed = self.precision.rounding_seed
-        for group, plan in enumerate(self._plans):
-            sign = -scale if plan.hyper.maximize else scale
-            names = self.spec.carry_names
-            for row, (st, launch) in enumerate(zip(plan.entries, plan.launches)):
-                step = st["step"] = st["step"] + 1
-                carry = tuple(st[name] for name in names)
-                record, new_carry = self.spec.coefficients(plan.hyper, step, carry)
-                st.update(zip(names, new_carry))
-                keyed = (*split(buffer_seed(seed, group, row)), *split(step))
-                launch((sign, *wrappers[:3], *keyed) + record)
-        return True
-
-    def _launch_each(self, plan, head) -> None:
-        """The group's launches when its params are at different steps, or the
-        rule carries scalars per parameter (NAdam's ``mu_product``, kept per
-        parameter as torch does): coefficients per distinct (step, carry)."""
-        names, coefficients = self.spec.carry_names, self.spec.coefficients
-        last = None
-        for st, launch in zip(plan.entries, plan.launches):
-            step = st["step"] = st["step"] + 1
-            carry = tuple(st[name] for name in names)
-            if last is None or last[0] != step or last[1] != carry:
-                record, new_carry = coefficients(plan.hyper, step, carry)
-                last = (step, carry, head + record, new_carry)
-            st.update(zip(names, last[3]))
-            launch(last[2])
 
     def _nonfinite(self, policy: str, warn: bool) -> bool:
         if policy == "raise":

@@ -172,3 +172,52 @@ class FlatParams:
     def __repr__(self) -> str:
         where = "" if self.device == "cpu" else f", {self.device}"
         return f"FlatParams({len(self._slices)} tensors, {self.data.size} elements, {self.dtype}{where})"
+
+
+class ParamChain:
+    """Several parameters that live in one flat buffer, each its own param for
+    the optimizer: its own entry in ``optimizer.state`` (torch's layout, one
+    per tensor), its own step count, skipped when it has no gradient
+    (``apply_step(active=...)``); and yet one kernel launch covers every
+    tensor of the chain that is stepped and at the same step.
+
+    Parameters
+    ----------
+    data, grad : array
+        The flat parameter and gradient buffers (same dtype and size; host or
+        GPU arrays).
+    ranges : sequence of (int, int)
+        Each tensor's ``(start, stop)`` in the buffers, in increasing order,
+        not overlapping (gaps allowed: a gap's elements are launched over
+        too, so keep its gradient at zero).
+    shapes : sequence of tuple, optional
+        Each tensor's shape (default: flat).
+    params : sequence, optional
+        What ``param_groups[k]["params"]`` lists for each tensor (default: the
+        flat views).
+    """
+
+    def __init__(self, data, grad, ranges, shapes=None, params=None):
+        ranges = [(int(a), int(b)) for a, b in ranges]
+        if not ranges:
+            raise ValueError("ranges must not be empty")
+        end = 0
+        for k, (a, b) in enumerate(ranges):
+            if not end <= a <= b <= len(data):
+                raise ValueError(f"ranges[{k}] = ({a}, {b}) must lie inside [0, {len(data)}], after ranges[{k - 1}]"
+                                 if k else f"ranges[0] = ({a}, {b}) must lie inside [0, {len(data)}]")
+            end = b
+        shapes = [(b - a,) for a, b in ranges] if shapes is None else [tuple(s) for s in shapes]
+        if len(shapes) != len(ranges) or any(math.prod(s) != b - a for s, (a, b) in zip(shapes, ranges)):
+            raise ValueError("shapes must give one shape per range, with as many elements as the range")
+        if params is not None and len(params) != len(ranges):
+            raise ValueError(f"params must give one entry per range ({len(ranges)}), got {len(params)}")
+        self.data, self.grad = data, grad
+        self.ranges, self.shapes = tuple(ranges), tuple(shapes)
+        self.params = list(params) if params is not None else None
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def __repr__(self) -> str:
+        return f"ParamChain({len(self.ranges)} tensors over {len(self.data)} elements)"

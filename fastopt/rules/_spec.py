@@ -128,6 +128,14 @@ class Spec:
     segmented: Segmented | None = None
     state_roles: dict = field(default_factory=dict)
 
+    @property
+    def layout_keys(self) -> frozenset:
+        """Hyperparameters that can change the variant (the bools, and
+        ``momentum``, whose zero-or-not picks SGD's and RMSprop's rule): a
+        change of any other one only refreshes the coefficients. (A test checks
+        this against every spec's variant function.)"""
+        return frozenset(k for k, v in self.defaults.items() if isinstance(v, bool) or k == "momentum")
+
     def role(self, state: str) -> str:
         """The role of state ``state`` (see ``state_roles``)."""
         return self.state_roles.get(state, "moment")
