@@ -91,6 +91,12 @@ def _step_key(entry: dict, carry_names: tuple) -> tuple:
     return (entry["step"], *(entry[name] for name in carry_names))
 
 
+def blockwise_size(buffer) -> int:
+    """The size that decides whether ``buffer``'s state is 8-bit (see
+    :meth:`fastopt._precision.Precision.blockwise`): its chain's flat buffer's."""
+    return buffer.chain[0].size if buffer.chain is not None else buffer.p.size
+
+
 def chains_of(buffers) -> list[Chain]:
     """The group's buffers, consecutive tensors of one ParamChain together."""
     chains: list[Chain] = []
@@ -170,7 +176,7 @@ def lay_out_chain(opt, chain: Chain, plan, hyper, variant) -> None:
             return e
 
         ensure_flat(backend, chain, opt.state, "ema", ema)
-    blockwise = precision.blockwise(n)
+    blockwise = precision.blockwise(chain.p.size)
     if blockwise and any(a % BLOCK for a in chain.starts):
         raise ValueError(f"state_dtype='int8' needs every tensor of a ParamChain to start on a multiple of {BLOCK} "
                          "elements (8-bit blocks must not straddle two tensors)")
@@ -232,7 +238,7 @@ def launcher(opt, plan, chain: Chain, i: int, j: int, device_row=None):
     if device_row is not None:
         options["device_values"] = device_row
     names = variant.state_names
-    if precision.blockwise(chain.stops[-1]):
+    if precision.blockwise(chain.p.size):
         codes, scales = [], []
         for name in names:
             c, s = (chain.flat[name], chain.flat[name + SCALE]) if whole else _block_view(

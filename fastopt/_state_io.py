@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._layout import blockwise_size
 from ._plan import hyperparameters
-from ._precision import MASTER, loaded, saved
+from ._precision import MASTER, SCALE, loaded, saved
+from .backends.blockfloat import BLOCK, blocks, dequantize, quantize
 
 
 def state_dict(opt) -> dict:
@@ -16,14 +18,23 @@ def state_dict(opt) -> dict:
     state = {}
     for plan in opt._plans:
         for b in plan.buffers:
-            state[b.id] = {k: (v if k == "step" or isinstance(v, (int, float)) else
-                               saved(plan.backend.to_host(v)).reshape(b.shape))
-                           for k, v in opt.state[b.id].items()}
+            entry = {}
+            for k, v in opt.state[b.id].items():
+                if k == "step" or isinstance(v, (int, float)):
+                    entry[k] = v
+                    continue
+                host = saved(plan.backend.to_host(v))
+                # param-shaped, but for 8-bit codes (padded blocks) and their scales
+                entry[k] = host.reshape(b.shape) if host.size == b.p.size and host.dtype != np.uint8 else host
+            state[b.id] = entry
     groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [b.id for b in plan.buffers]}
               for g, plan in zip(opt.param_groups, opt._plans)]
-    return {"optimizer": opt.spec.name, "state": state, "param_groups": groups,
-            "skipped_steps": opt.skipped_steps, "pending": opt._pending,
-            "state_dtype": opt.precision.state_dtype}
+    out = {"optimizer": opt.spec.name, "state": state, "param_groups": groups,
+           "skipped_steps": opt.skipped_steps, "pending": opt._pending,
+           "state_dtype": opt.precision.state_dtype}
+    if opt.precision.state_dtype == "int8":
+        out["block_size"] = BLOCK
+    return out
 
 
 def load_state_dict(opt, state_dict: dict) -> None:
@@ -40,8 +51,15 @@ def load_state_dict(opt, state_dict: dict) -> None:
         raise ValueError(f"state_dict has {len(groups)} param groups, optimizer has {len(opt._plans)}")
     known = known_state_names(spec, opt.defaults)
     codec = state_dict.get("state_dtype")
-    if codec not in (None, "float32", "float64", "bfloat16"):
+    if codec not in (None, "float32", "float64", "bfloat16", "int8"):
         raise ValueError(f"state_dict has state_dtype {codec!r}, which this optimizer cannot read")
+    mine = opt.precision.state_dtype
+    if {codec, mine} == {"bfloat16", "int8"}:
+        raise ValueError(f"state_dict holds {codec} state and this optimizer keeps {mine} state; "
+                         "convert through float32 (load it into a float32 optimizer first)")
+    if codec == "int8" and state_dict.get("block_size", BLOCK) != BLOCK:
+        raise ValueError(f"state_dict has 8-bit blocks of {state_dict.get('block_size')} elements; "
+                         f"fastopt reads blocks of {BLOCK}")
     new_hyper, new_state = [], {}
     for gi, (saved_group, plan) in enumerate(zip(groups, opt._plans)):
         where = f"state_dict param_groups[{gi}]"
@@ -87,34 +105,68 @@ def _checked_state(opt, entry: dict, buffer, backend, known: set, codec, where: 
             or not step >= 0 or step != int(step):
         raise ValueError(f"{where}['step'] must be a non-negative integer, got {step!r}")
     out = {"step": int(step)}
+    eight_bit = opt.precision.blockwise(blockwise_size(buffer))
     for key, value in entry.items():
-        if key == "step":
-            continue
+        if key == "step" or key.endswith(SCALE):
+            continue  # scales travel with their codes
         if key not in known:
             raise ValueError(f"{where} has unknown entry {key!r}; expected some of {sorted(known)}")
         if isinstance(value, float):
             out[key] = value
             continue
-        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+        arr = _host(value)
         if arr.ndim == 0:
             out[key] = float(arr)
             continue
-        if arr.shape != shape and arr.shape != (p.size,):
-            raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, param has {shape}")
-        if key in ("ema", MASTER):
-            target = p.dtype
+        fmt = opt.precision.format(key, opt.spec) if key not in ("ema", MASTER) else None
+        codes_in = codec == "int8" and arr.dtype == np.uint8
+        if codes_in:
+            if fmt is None:
+                raise ValueError(f"{where}[{key!r}] holds 8-bit codes, which only states can")
+            scales = entry.get(key + SCALE)
+            if scales is None:
+                raise ValueError(f"{where} has 8-bit codes for {key!r} but no {key + SCALE!r}")
+            codes, scales = arr.reshape(-1), _host(scales).reshape(-1)
+            nb = blocks(buffer.p.size)
+            if codes.size != nb * BLOCK or scales.size != nb or scales.dtype != np.float32:
+                raise ValueError(f"{where}[{key!r}] holds {codes.size} codes and {scales.size} scales; "
+                                 f"{buffer.p.size} elements need {nb * BLOCK} codes and {nb} float32 scales")
+            if eight_bit:
+                out[key], out[key + SCALE] = _device_copy(backend, codes), _device_copy(backend, scales)
+                continue
+            arr = dequantize(codes, scales, buffer.p.size, fmt)
+            source_codec = "float32"
         else:
-            target = opt.precision.storage_dtype(key, buffer.p.dtype, opt.spec)
-        arr = loaded(arr.reshape(-1), codec, target, f"{where}[{key!r}]")
-        copy = backend.zeros(p.size, arr.dtype)
-        backend.copy_(copy, arr)
-        out[key] = copy
+            if arr.shape != shape and arr.shape != (p.size,):
+                raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, param has {shape}")
+            source_codec = codec
+        if eight_bit and fmt is not None:
+            numbers = loaded(arr.reshape(-1), source_codec, np.float32 if arr.dtype != np.float64 else np.float64,
+                             f"{where}[{key!r}]")
+            codes, scales = quantize(numbers, fmt)
+            out[key], out[key + SCALE] = _device_copy(backend, codes), _device_copy(backend, scales)
+            continue
+        target = p.dtype if fmt is None else opt.precision.storage_dtype(key, buffer.p.dtype, opt.spec,
+                                                                         blockwise_size(buffer))
+        arr = loaded(arr.reshape(-1), source_codec, target, f"{where}[{key!r}]")
+        out[key] = _device_copy(backend, arr)
     return out
+
+
+def _host(value) -> np.ndarray:
+    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+
+def _device_copy(backend, array: np.ndarray):
+    copy = backend.zeros(array.size, array.dtype)
+    backend.copy_(copy, array)
+    return copy
 
 
 def known_state_names(spec, defaults: dict) -> set:
     """Every state entry any variant of optimizer ``spec`` can hold."""
     names = {"ema", MASTER} | set(spec.carry_names)
+    states: set = set()
     probes = [dict(defaults)]
     for key, value in spec.defaults.items():
         if isinstance(value, bool):
@@ -122,5 +174,5 @@ def known_state_names(spec, defaults: dict) -> set:
     if "momentum" in spec.defaults:
         probes += [{**h, "momentum": 0.9, "nesterov": False} for h in probes]
     for h in probes:
-        names.update(spec.variant(hyperparameters(spec, h)).state_names)
-    return names
+        states.update(spec.variant(hyperparameters(spec, h)).state_names)
+    return names | states | {name + SCALE for name in states}

@@ -26,6 +26,8 @@ plain Python too (its body), which is what the CUDA simulator runs.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..config import element_jit
@@ -129,7 +131,7 @@ def sqrt_for_storage(v, rounding):
     for rounding up (running maxima), the next float32 up when its square
     falls short of ``v``, so the decoded square never does."""
     v32 = np.float32(v)
-    s = np.float32(np.sqrt(v32))
+    s = np.float32(math.sqrt(v32))
     if rounding == UP and np.float64(s) * np.float64(s) < np.float64(v32):
         s = bits_float(np.int64(float_bits(s)) + 1)
     return s

@@ -124,6 +124,17 @@ def _store_value(storage, i, x):
     return store
 
 
+def rounds(states) -> bool:
+    """Whether any storage of ``states`` rounds what it stores (bfloat16)."""
+    return any(s.dtype == BFLOAT16 for s in states)
+
+
+@overload(rounds)
+def _rounds(states):
+    value = any(_is_bfloat16(s) for s in states)
+    return lambda states: value
+
+
 MAX_STATES = 4
 """Most state arrays any rule keeps (RMSprop centered with momentum: 3)."""
 

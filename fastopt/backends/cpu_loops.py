@@ -22,7 +22,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 from ..config import element_jit, loop_jit
 from .bits import noise, stream_keys
 from .cache import enable_cache, function_key
-from .codecs import MAX_STATES, load_states, load_value, states_storer, store_value, value_storer
+from .codecs import MAX_STATES, load_states, load_value, rounds, states_storer, store_value, value_storer
 
 HEAD = 8
 """Values before the coefficient record: ``(grad_scale, grad_bound, ema_decay,
@@ -186,9 +186,13 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
         c = record(*t[HEAD:])
         for k in range(hi - lo):
             i = lo + k
-            ri, si = direction(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]),
-                               load_states(states, i), c)
+            pi = load_value(p, i)
+            ri, si = direction(pi, clip_value(t[0] * load_value(g, i), t[1]), load_states(states, i), c)
             store_states(states, i, si, keys)
+            if rounds(states):
+                # The norm must be of the direction pass two will apply: the
+                # one recomputed from the stored (rounded) states.
+                ri = recompute(pi, load_states(states, i), c)
             r[k] = ri
         return fixed_order_sum_of_squares(p[lo:hi], hi - lo), fixed_order_sum_of_squares(r, hi - lo)
 
@@ -228,14 +232,20 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
                 sp, sr = pass_one(p, g, states, t, keys, block_lo[b], block_hi[b], r)
                 sums[0, b] = sp
                 sums[1, b] = sr
-        tensor_p = np.zeros(n_tensors, np.float64)
-        tensor_r = np.zeros(n_tensors, np.float64)
+        # No np.zeros/np.ones here: in a parallel=True function they become
+        # parallel loops, which would wake the thread pool on every small step.
+        tensor_p = np.empty(n_tensors, np.float64)
+        tensor_r = np.empty(n_tensors, np.float64)
+        for k in range(n_tensors):
+            tensor_p[k] = 0.0
+            tensor_r[k] = 0.0
         for b in range(nb):
             k = block_tensor[b]
             if k >= 0:
                 tensor_p[k] += sums[0, b]
                 tensor_r[k] += sums[1, b]
-        factors = np.ones(max(n_tensors, 1), p.dtype)
+        factors = np.empty(max(n_tensors, 1), p.dtype)
+        factors[0] = 1.0
         for k in range(n_tensors):
             factors[k] = step_size(tensor_p[k], tensor_r[k], lr)
         if serial:

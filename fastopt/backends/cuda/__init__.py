@@ -243,6 +243,40 @@ class CUDABackend:
 
         return launch
 
+    def blockwise_launcher(self, rule, record, p, g, codes: tuple, scales: tuple, ema, mirror=None, formats=(),
+                           mirror_rounding="nearest"):
+        """``launch(values)``: one fused pass of ``rule`` with 8-bit block-float
+        states (see :mod:`.blocks`): a thread block per quantization block."""
+        from ..blockfloat import BLOCK
+        from .blocks import blockwise_signature, blockwise_source
+
+        dtype, grad_dtype = np.dtype(p.dtype), np.dtype(g.dtype)
+        with_ema, with_mirror = ema is not None, mirror is not None
+        extras = ((ema,) if with_ema else ()) + ((mirror,) if with_mirror else ())
+        kinds = tuple(np.dtype(e.dtype) for e in extras)
+        formats = tuple(tuple(f) for f in formats)
+        n_values = K.HEAD + len(record._fields)
+        kernel = compile_kernel(
+            ("blockwise", rule, record, formats, with_ema, with_mirror, dtype, grad_dtype, kinds, mirror_rounding),
+            lambda: (blockwise_source(rule, record, formats, with_ema, with_mirror, mirror_rounding),
+                     blockwise_signature(dtype, grad_dtype, len(formats), kinds, n_values)))
+        n, device = p.size, device_index(p)
+        if not n:
+            return lambda values: None
+        blocks = -(-n // BLOCK)
+        cast = dtype.type
+        switch = on_device(device)
+        args = (p, g, tuple(codes), tuple(scales), extras)
+
+        def launch(values):
+            grid = max(1, min(blocks, self.max_blocks or blocks))
+            stream = 0 if SIMULATOR else stream_of(p)
+            typed = tuple(map(cast, values)) if SIMULATOR else values
+            with switch:
+                configured(kernel, grid, BLOCK, stream)(*args, typed)
+
+        return launch
+
     def device_steps(self, spec, groups, bound: float, decay: float, seed: int = 0):
         """The device-resident step state of one optimizer (see :mod:`.device_steps`)."""
         from .device_steps import DeviceSteps

@@ -20,7 +20,7 @@ import numpy as np
 from numba import types
 
 from ..bits import noise, stream_keys
-from ..codecs import MAX_STATES, load_states, load_value, states_storer, store_value, value_storer
+from ..codecs import MAX_STATES, load_states, load_value, rounds, states_storer, store_value, value_storer
 from ..cpu_loops import HEAD, clip_value, ema_update
 from .generated import row_reader
 from .runtime import SIMULATOR, cuda
@@ -259,6 +259,7 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
     load, keys_of = _device(load_states), _device(stream_keys)
     noise_of, load_one = _device(noise), _device(load_value)
     store, store_mirror = states_storer(roundings), value_storer(mirror_rounding)
+    rounds_of = _device(rounds)
     n_values = HEAD + len(record._fields)
     lr_index = HEAD + record._fields.index("lr")
     n_extra = int(with_ema) + int(with_mirror)
@@ -285,6 +286,8 @@ def segmented_sources(segmented, record, with_ema: bool, threads: int, device_va
                 pi = load_one(p, i)
                 ri, si = direction(pi, clip(scale * load_one(g, i), bound), load(states, i), record_values)
                 store(states, i, si, keys)
+                if rounds_of(states):
+                    ri = recompute(pi, load(states, i), record_values)
                 x = np.float64(pi)
                 y = np.float64(ri)
                 acc_p += x * x
