@@ -238,7 +238,7 @@ def warm_up(optimizer, dtype) -> None:
     type(optimizer)(dummy, **hyper).step()
 
 
-def _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress, result):
+def _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress, result, distributed=None):
     """The loop of :func:`train`; fills `result` in place."""
     from ..data import batches
 
@@ -246,7 +246,10 @@ def _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress
     for _ in range(epochs):
         total, count = 0.0, 0
         for xb, yb in batches(data.X_train, data.y_train, batch_size, shuffle=True, seed=rng):
-            loss, _ = model.loss_and_grad(xb, yb)
+            if distributed is None:
+                loss, _ = model.loss_and_grad(xb, yb)
+            else:  # this rank's share of the global batch; the global batch's loss
+                loss, _ = distributed.loss_and_grad(model, xb, yb)
             t0 = clock()
             optimizer.step()
             result.step_seconds += clock() - t0
@@ -265,7 +268,7 @@ def _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress
 
 
 def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed=0,
-          schedule=None, progress=None) -> TrainResult:
+          schedule=None, progress=None, distributed=None) -> TrainResult:
     """Train `model` on `data` with `optimizer`, timing the optimizer steps.
 
     Parameters
@@ -282,6 +285,10 @@ def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed=0,
         :class:`fastopt.schedules.Scheduler`; None keeps the optimizer's lr.
     progress : ProgressBar or None
         Advanced by one per epoch, with the epoch loss as postfix.
+    distributed : fastopt.commands._distributed.DistributedRun or None
+        Data-parallel run under mpiexec: each rank computes its share of
+        every global batch and ``distributed.optimizer`` steps instead of
+        `optimizer`.
 
     Returns
     -------
@@ -290,13 +297,15 @@ def train(model, optimizer, data: Dataset, epochs: int, batch_size: int, seed=0,
     from ..schedules import Scheduler
 
     warm_up(optimizer, model.params.dtype)
+    if distributed is not None:
+        optimizer = distributed.optimizer
     scheduler = Scheduler(optimizer, schedule) if schedule is not None else None
     rng = np.random.default_rng(seed)
     result = TrainResult()
     clock = time.perf_counter
     start = clock()
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned about
-        _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress, result)
+        _epochs(model, optimizer, data, epochs, batch_size, rng, scheduler, progress, result, distributed)
     result.seconds = clock() - start
     with np.errstate(all="ignore"):
         result.train_loss = model.loss(data.X_train, data.y_train)
