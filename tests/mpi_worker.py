@@ -39,7 +39,7 @@ def run_pair(comm, mode, name, steps=50, nan_at=None, **kw):
     rank, world = comm.Get_rank(), comm.Get_size()
     mine, ref = init_params(), init_params()
     cls = fastopt.OPTIMIZERS[name]
-    options = {k: kw.pop(k) for k in ("bucket_size", "boundaries") if k in kw}
+    options = {k: kw.pop(k) for k in ("bucket_size", "boundaries", "algorithm") if k in kw}
     dist = (DataParallel if mode == "ddp" else ZeRO1)(mine, cls, comm, **options, **kw)
     single = cls(ref, **kw)
     for step in range(steps):
@@ -60,7 +60,8 @@ def run_pair(comm, mode, name, steps=50, nan_at=None, **kw):
 
 def scenario_trajectories(comm):
     rank = comm.Get_rank()
-    cases = [("ddp", "adam", {}), ("zero1", "adam", {}),
+    cases = [("ddp", "adam", {}), ("zero1", "adam", {}), ("ddp", "adam", {"algorithm": "mpi"}),
+             ("zero1", "adam", {"algorithm": "mpi", "max_grad_norm": 5.0}),
              ("ddp", "adamw", {"max_grad_norm": 5.0, "weight_decay": 0.1}),
              ("zero1", "adamw", {"max_grad_norm": 5.0, "weight_decay": 0.1}),
              ("ddp", "sgd", {"lr": 0.01, "momentum": 0.9, "bucket_size": 100}),
@@ -125,6 +126,8 @@ def scenario_mismatch(comm):
         "hyper": lambda: DataParallel(fastopt.FlatParams({"w": (10,)}), "adam", comm, lr=1e-3 * (1 + rank)),
         "optimizer": lambda: ZeRO1(fastopt.FlatParams({"w": (10,)}), "adam" if rank else "sgd", comm),
         "bad-on-one-rank": lambda: ZeRO1(fastopt.FlatParams({"w": (10,)}), "adam", comm, lr=-1.0 if rank else 1e-3),
+        "bucket-ring": lambda: DataParallel(fastopt.FlatParams({"w": (10,)}), "adam", comm, bucket_size=4,
+                                            algorithm="ring"),
         "lamb-aligned": lambda: ZeRO1(fastopt.FlatParams({"w": (10,)}), "lamb", comm, boundaries="aligned"),
     }
     for what, make in trials.items():

@@ -31,7 +31,8 @@ def trajectories(mpi):
 
 
 @pytest.mark.parametrize("case", [
-    "ddp-adam-[]", "zero1-adam-[]", "ddp-adamw-['max_grad_norm', 'weight_decay']",
+    "ddp-adam-[]", "zero1-adam-[]", "ddp-adam-['algorithm']", "zero1-adam-['algorithm', 'max_grad_norm']",
+    "ddp-adamw-['max_grad_norm', 'weight_decay']",
     "zero1-adamw-['max_grad_norm', 'weight_decay']", "ddp-sgd-['bucket_size', 'lr', 'momentum']",
     "ddp-nadam-['bucket_size', 'max_grad_norm']", "zero1-nadam-['ema_decay']", "ddp-lamb-['lr']",
     "zero1-lamb-['lr']"])
@@ -84,7 +85,8 @@ def test_mismatched_ranks_fail_at_construction_on_every_rank(mpi):
     rows = by_case(results(launch(["mismatch"])))
     expected = {"size": "elements: rank 0 has 10, rank 1 has 11", "dtype": "dtype: rank 0 has float64",
                 "hyper": "lr: rank 0 has 0.001, rank 1 has 0.002", "optimizer": "optimizer: rank 0 has sgd",
-                "bad-on-one-rank": "lr must be >= 0", "lamb-aligned": "boundaries='tensors'"}
+                "bad-on-one-rank": "lr must be >= 0",
+                "bucket-ring": "bucket_size needs algorithm='mpi'", "lamb-aligned": "boundaries='tensors'"}
     for case, text in expected.items():
         assert len(rows[case]) == 2, case
         for row in rows[case]:

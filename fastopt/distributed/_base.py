@@ -66,6 +66,18 @@ def flat_buffers(params, ranges):
     return data, grad, ranges
 
 
+ALGORITHMS = ("ring", "mpi")
+
+
+def check_algorithm(value, default: str) -> str:
+    """``value`` (one of :data:`ALGORITHMS`), or ``default`` when None."""
+    if value is None:
+        return default
+    if value not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS} or None, got {value!r}")
+    return value
+
+
 def _positive_or_none(name: str, value) -> float | None:
     if value is None:
         return None

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from . import layout
-from ._base import DistributedOptimizer
+from ._base import DistributedOptimizer, check_algorithm
+from .ring import Ring
 
 
 class DataParallel(DistributedOptimizer):
@@ -16,7 +17,8 @@ class DataParallel(DistributedOptimizer):
     buffer; :meth:`step` sums them over the ranks with one in-place
     ``Allreduce`` and applies the update with the mean gradient: the
     ``1/world`` (and any ``grad_scale``, accumulation or clip factor) is
-    folded into the update pass, so the step reads the gradients once.
+    folded into the update pass, so the step reads the gradients once. The
+    grad buffer holds the summed gradients afterwards.
 
     Parameters
     ----------
@@ -31,8 +33,14 @@ class DataParallel(DistributedOptimizer):
     ranges : sequence of (start, stop), optional
         The tensors of a (param, grad) pair (a FlatParams knows its own).
         Per-tensor rules (LAMB) use them; default: the buffer is one tensor.
+    algorithm : {"ring", "mpi"}, optional
+        ``"ring"``: fastopt's ring allreduce over ``Sendrecv``
+        (:mod:`fastopt.distributed.ring`): every rank gets bit-identical sums,
+        and it moves what the cost model says. ``"mpi"``: one in-place
+        ``MPI.Allreduce`` (the MPI library picks the algorithm). Default:
+        "ring", or "mpi" with ``bucket_size``.
     bucket_size : int, optional
-        Reduce the gradients in buckets of this many elements with
+        With ``algorithm="mpi"``: reduce the gradients in buckets of this many elements with
         non-blocking ``Iallreduce``, all posted at once, and update each
         bucket as soon as its reduction completes (one inner optimizer per
         bucket). The update of a bucket can overlap the reduction of the next
@@ -62,20 +70,25 @@ class DataParallel(DistributedOptimizer):
 
     mode = "ddp"
 
-    def __init__(self, params, optimizer, comm=None, *, bucket_size=None, **kwargs):
+    def __init__(self, params, optimizer, comm=None, *, algorithm=None, bucket_size=None, **kwargs):
         self._bucket_size = bucket_size
+        self.algorithm = algorithm
         super().__init__(params, optimizer, comm, **kwargs)
 
     def _own_options(self) -> dict:
-        return {"bucket_size": self._bucket_size}
+        return {"bucket_size": self._bucket_size, "algorithm": self.algorithm}
 
     def _plan(self) -> None:
         size = self._bucket_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise ValueError(f"bucket_size must be an int >= 1 or None, got {size!r}")
+        self.algorithm = check_algorithm(self.algorithm, "mpi" if size is not None else "ring")
+        if size is not None and self.algorithm != "mpi":
+            raise ValueError("bucket_size needs algorithm='mpi' (buckets are non-blocking MPI allreduces)")
         n, itemsize = self.data.size, self.data.itemsize
         self.layout = layout.Layout.make(n, self.world_size, itemsize, self.ranges)
         self.buckets = layout.chunks(0, n, size, itemsize)
+        self._ring = Ring(self.comm, self.layout.bounds, self.data.dtype) if self.algorithm == "ring" else None
 
     def _build(self):
         if self.spec.segmented is not None or len(self.buckets) == 1:
@@ -89,7 +102,10 @@ class DataParallel(DistributedOptimizer):
     def _reduce_and_update(self, scale, policy, guarded, warn) -> bool:
         MPI, comm, g = self._MPI, self.comm, self.grad
         t0 = time.perf_counter()
-        if len(self.buckets) == 1:
+        if self._ring is not None:
+            self._ring.allreduce(g)
+            self.comm_seconds += time.perf_counter() - t0
+        elif len(self.buckets) == 1:
             comm.Allreduce(MPI.IN_PLACE, g)
             self.comm_seconds += time.perf_counter() - t0
         else:

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..backends.host_arrays import aligned_zeros
 from . import layout
-from ._base import DistributedOptimizer
+from ._base import DistributedOptimizer, check_algorithm
+from .ring import Ring
 
 
 class ZeRO1(DistributedOptimizer):
@@ -17,9 +18,9 @@ class ZeRO1(DistributedOptimizer):
 
     Each rank owns a contiguous, 64-byte-aligned shard of the flat buffer and
     holds the optimizer state of that shard only (1/N of it per rank). A step
-    is: ``Reduce_scatter`` of the gradients (each rank receives the sum of
+    is: a reduce-scatter of the gradients (each rank receives the sum of
     its shard), the fused update of the shard with the mean gradient (the
-    ``1/world`` folded into the update), ``Allgatherv`` of the params (in
+    ``1/world`` folded into the update), an allgather of the params (in
     place). Communication volume equals one allreduce; optimizer memory and
     update time drop by N.
 
@@ -36,6 +37,12 @@ class ZeRO1(DistributedOptimizer):
     boundaries : {"aligned", "tensors"}, optional
         How to cut the shards (see :mod:`fastopt.distributed.layout`).
         Default: "tensors" for per-tensor rules, else "aligned".
+    algorithm : {"ring", "mpi"}, optional
+        ``"ring"`` (default): fastopt's ring reduce-scatter and allgather
+        over ``Sendrecv`` (:mod:`fastopt.distributed.ring`; the grad buffer
+        is used as scratch and holds partial sums afterwards). ``"mpi"``:
+        ``MPI.Reduce_scatter`` into a shard buffer and an in-place
+        ``MPI.Allgatherv`` (the grad buffer is left as it was).
 
     Attributes
     ----------
@@ -45,12 +52,13 @@ class ZeRO1(DistributedOptimizer):
 
     mode = "zero1"
 
-    def __init__(self, params, optimizer, comm=None, *, boundaries=None, **kwargs):
+    def __init__(self, params, optimizer, comm=None, *, boundaries=None, algorithm=None, **kwargs):
         self._boundaries = boundaries
+        self.algorithm = algorithm
         super().__init__(params, optimizer, comm, **kwargs)
 
     def _own_options(self) -> dict:
-        return {"boundaries": self.boundaries}
+        return {"boundaries": self.boundaries, "algorithm": self.algorithm}
 
     def _plan(self) -> None:
         per_tensor = self.spec.segmented is not None
@@ -68,6 +76,8 @@ class ZeRO1(DistributedOptimizer):
                                          boundaries)
         self._counts = self.layout.counts
         self._displacements = self.layout.displacements
+        self.algorithm = check_algorithm(self.algorithm, "ring")
+        self._ring = Ring(self.comm, self.layout.bounds, self.data.dtype) if self.algorithm == "ring" else None
 
     def _build(self):
         start, stop = self.layout.bounds[self.rank]
@@ -88,7 +98,10 @@ class ZeRO1(DistributedOptimizer):
     def _reduce_and_update(self, scale, policy, guarded, warn) -> bool:
         MPI, comm = self._MPI, self.comm
         t0 = time.perf_counter()
-        comm.Reduce_scatter(self.grad, self.shard_grad, self._counts, MPI.SUM)
+        if self._ring is not None:
+            self._ring.reduce_scatter(self.grad, out=self.shard_grad)
+        else:
+            comm.Reduce_scatter(self.grad, self.shard_grad, self._counts, MPI.SUM)
         self.comm_seconds += time.perf_counter() - t0
         if guarded:
             scale = self._decide(self.shard_grad, scale, policy)
@@ -100,8 +113,11 @@ class ZeRO1(DistributedOptimizer):
 
     def _allgather_params(self) -> None:
         t0 = time.perf_counter()
-        self.comm.Allgatherv(self._MPI.IN_PLACE,
-                             [self.data, self._counts, self._displacements, self._mpi_type()])
+        if self._ring is not None:
+            self._ring.allgather(self.data)
+        else:
+            self.comm.Allgatherv(self._MPI.IN_PLACE,
+                                 [self.data, self._counts, self._displacements, self._mpi_type()])
         self.comm_seconds += time.perf_counter() - t0
 
     def _after_swap(self) -> None:
