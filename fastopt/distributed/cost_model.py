@@ -30,10 +30,11 @@ The update
     once more (4 B per element) and the ranks exchange one 16-byte partial
     sum each (an allgather).
 
-Memory per rank (float32 params and grads, ``state_bytes`` of optimizer
-state per element: Adam 8)
-    data parallel: :math:`N (4 + 4 + s)`; ZeRO-1: :math:`N (4 + 4) + (N/p)(s + 4)`
-    (the extra 4 is the reduced shard of the gradients).
+Memory per rank (float32 params and grads, ``s`` bytes of optimizer state
+per element: Adam 8)
+    data parallel: :math:`N (4 + 4 + s) + 4N/p`; ZeRO-1:
+    :math:`N (4 + 4) + (N/p)(s + 4)` (the ``4N/p`` is the ring's receive
+    buffer, which under ZeRO-1 also holds the reduced gradient shard).
 
 The model leaves out the forward and backward passes and any overlap of
 communication with them: it is the optimizer's part of a step.
@@ -145,7 +146,7 @@ def step_time(mode: str, n: float, p: int, net: Network, machine: Machine, bytes
 def memory_per_rank(mode: str, n: float, p: int, state_bytes: float = 8.0, itemsize: int = 4) -> float:
     """Bytes per rank: params, grads and optimizer state (see the module docs)."""
     if mode == "ddp":
-        return n * (2 * itemsize + state_bytes)
+        return n * (2 * itemsize + state_bytes) + n / p * itemsize
     if mode == "zero1":
         return n * 2 * itemsize + n / p * (state_bytes + itemsize)
     raise ValueError(f"mode must be 'ddp' or 'zero1', got {mode!r}")

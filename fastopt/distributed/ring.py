@@ -36,7 +36,10 @@ class Ring:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.bounds = tuple(bounds)
         self.left, self.right = (self.rank - 1) % self.size, (self.rank + 1) % self.size
-        self.tmp = np.empty(max((b - a for a, b in self.bounds), default=0), dtype)
+        from ..backends.host_arrays import aligned_zeros
+
+        self.tmp = aligned_zeros(max((b - a for a, b in self.bounds), default=0), dtype)
+        """Receive buffer: as large as the largest shard."""
 
     def _shard(self, k: int) -> tuple[int, int]:
         return self.bounds[k % self.size]
@@ -44,7 +47,9 @@ class Ring:
     def reduce_scatter(self, g: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Sum ``g`` over the ranks, shard by shard: on return this rank's
         shard of the sum is in ``out`` (or in place in ``g``'s own shard when
-        ``out`` is None). The other shards of ``g`` hold partial sums."""
+        ``out`` is None). The other shards of ``g`` hold partial sums.
+        ``out`` may be the start of :attr:`tmp`, the receive buffer (ZeRO-1
+        keeps its reduced shard there: no buffer of its own)."""
         r, p = self.rank, self.size
         for s in range(p - 1):
             a, b = self._shard(r - s - 1)

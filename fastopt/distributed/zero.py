@@ -81,7 +81,10 @@ class ZeRO1(DistributedOptimizer):
 
     def _build(self):
         start, stop = self.layout.bounds[self.rank]
-        self.shard_grad = aligned_zeros(stop - start, self.data.dtype)
+        if self._ring is not None:  # the ring's receive buffer ends up holding the reduced shard
+            self.shard_grad = self._ring.tmp[:stop - start]
+        else:
+            self.shard_grad = aligned_zeros(stop - start, self.data.dtype)
         if stop == start:
             return []
         return [self._inner(self.data, self.shard_grad, start, stop, start)]
