@@ -66,7 +66,7 @@ def scenario_trajectories(comm):
              ("zero1", "adamw", {"max_grad_norm": 5.0, "weight_decay": 0.1}),
              ("ddp", "sgd", {"lr": 0.01, "momentum": 0.9, "bucket_size": 100}),
              ("ddp", "nadam", {"bucket_size": 128, "max_grad_norm": 3.0}),
-             ("zero1", "nadam", {"ema_decay": 0.9}),
+             ("zero1", "nadam", {"ema_decay": 0.9}), ("zero1", "adam", {"accumulate": 2}),
              ("ddp", "lamb", {"lr": 1e-2}), ("zero1", "lamb", {"lr": 1e-2})]
     for mode, name, kw in cases:
         mine, ref, dist, single = run_pair(comm, mode, name, **dict(kw))
@@ -104,6 +104,30 @@ def scenario_guard(comm):
         except fastopt.NonFiniteGradientError as exc:
             raised = str(exc)
         report(case=f"raise-{mode}", rank=rank, raised=raised, unchanged=bool(np.array_equal(before, mine.data)))
+    # A LossScaler drives the distributed optimizers through apply_step, as a single one.
+    for mode in ("ddp", "zero1"):
+        mine, ref = init_params(), init_params()
+        dist = (DataParallel if mode == "ddp" else ZeRO1)(mine, "adam", comm)
+        single = fastopt.Adam(ref)
+        scalers = fastopt.LossScaler(init_scale=2.0**20, growth_interval=2), fastopt.LossScaler(
+            init_scale=2.0**20, growth_interval=2)
+        for step in range(6):
+            mine.grad[:] = local_grads(step, rank) * np.float32(scalers[0].scale_value)
+            if step == 2 and rank == comm.Get_size() - 1:
+                with np.errstate(over="ignore"):  # overflows on the last rank only: every rank must back off
+                    mine.grad[:] *= np.float32(1e35)
+            ref.grad[:] = (sum(local_grads(step, r).astype(np.float64) for r in range(comm.Get_size()))
+                           / comm.Get_size() * scalers[1].scale_value).astype(np.float32)
+            if step == 2:
+                with np.errstate(over="ignore"):
+                    ref.grad[:] *= np.float32(1e35)
+            scalers[0].step(dist)
+            scalers[0].update()
+            scalers[1].step(single)
+            scalers[1].update()
+        report(case=f"scaler-{mode}", rank=rank, max_error=float(np.abs(mine.data - ref.data).max()),
+               scales=[scalers[0].scale_value, scalers[1].scale_value], skipped=[dist.skipped_steps,
+                                                                                  single.skipped_steps])
     # Threads: the default under mpiexec is cores / local ranks.
     from fastopt.backends import threads
 

@@ -34,7 +34,8 @@ def trajectories(mpi):
     "ddp-adam-[]", "zero1-adam-[]", "ddp-adam-['algorithm']", "zero1-adam-['algorithm', 'max_grad_norm']",
     "ddp-adamw-['max_grad_norm', 'weight_decay']",
     "zero1-adamw-['max_grad_norm', 'weight_decay']", "ddp-sgd-['bucket_size', 'lr', 'momentum']",
-    "ddp-nadam-['bucket_size', 'max_grad_norm']", "zero1-nadam-['ema_decay']", "ddp-lamb-['lr']",
+    "ddp-nadam-['bucket_size', 'max_grad_norm']", "zero1-nadam-['ema_decay']", "zero1-adam-['accumulate']",
+    "ddp-lamb-['lr']",
     "zero1-lamb-['lr']"])
 def test_two_ranks_follow_the_single_process_trajectory(trajectories, case):
     rows = trajectories[case]
@@ -47,8 +48,9 @@ def test_two_ranks_follow_the_single_process_trajectory(trajectories, case):
 
 
 @pytest.mark.parametrize("name", ["adam", "sgd"])
-def test_zero1_holds_one_nth_of_the_state_per_rank(trajectories, name):
+def test_zero1_holds_one_nth_of_the_state_per_rank(trajectories, name, record_property):
     rows = trajectories[f"state-bytes-{name}"]
+    record_property("state_bytes", {"single": rows[0]["single"], "zero1": [r["zero1"] for r in rows]})
     single = rows[0]["single"]
     per_rank = [row["zero1"] for row in rows]
     print(f"{name}: single process {single} B of state; zero1 per rank {per_rank} B; ddp {rows[0]['ddp']} B")
@@ -69,6 +71,13 @@ def test_a_nan_on_one_rank_skips_the_step_on_every_rank(guard_rows, mode):
         assert row["max_error"] <= F32_TOL and row["ranks_identical"] and row["warned"]
     for row in guard_rows[f"raise-{mode}"]:
         assert "no rank applied the step" in row["raised"] and row["unchanged"]
+
+
+@pytest.mark.parametrize("mode", ["ddp", "zero1"])
+def test_loss_scaler_drives_the_distributed_step(guard_rows, mode):
+    for row in guard_rows[f"scaler-{mode}"]:
+        assert row["skipped"] == [1, 1] and row["scales"][0] == row["scales"][1]
+        assert row["max_error"] <= F32_TOL, row
 
 
 def test_each_rank_runs_cores_over_local_ranks_threads(guard_rows):
