@@ -15,7 +15,8 @@ class DataParallel(DistributedOptimizer):
 
     Every rank computes gradients of its part of the batch into its flat grad
     buffer; :meth:`step` sums them over the ranks with one in-place
-    ``Allreduce`` and applies the update with the mean gradient: the
+    allreduce (fastopt's ring, or ``MPI.Allreduce``: see ``algorithm``) and
+    applies the update with the mean gradient: the
     ``1/world`` (and any ``grad_scale``, accumulation or clip factor) is
     folded into the update pass, so the step reads the gradients once. The
     grad buffer holds the summed gradients afterwards.
@@ -46,7 +47,10 @@ class DataParallel(DistributedOptimizer):
         bucket). The update of a bucket can overlap the reduction of the next
         only where the MPI library progresses a collective in the background;
         with clipping, a non-finite guard or a per-tensor rule every bucket
-        is waited for first. Default: one blocking ``Allreduce``.
+        is waited for first. Default: one blocking ``Allreduce``. (On the
+        2-core test machine, Open MPI over shared memory did not overlap: 8
+        buckets were 1.2-1.5x slower than one ``Allreduce``,
+        ``bench/results/mpi-scaling.md``.)
     max_grad_norm : float, optional
         Clip the global norm of the mean gradient (agreed by every rank).
     nonfinite : {"skip", "raise", "ignore"}, optional
