@@ -48,9 +48,9 @@ class DataParallel(DistributedOptimizer):
         only where the MPI library progresses a collective in the background;
         with clipping, a non-finite guard or a per-tensor rule every bucket
         is waited for first. Default: one blocking ``Allreduce``. (On the
-        2-core test machine, Open MPI over shared memory did not overlap: 8
-        buckets were 1.2-1.5x slower than one ``Allreduce``,
-        ``bench/results/mpi-scaling.md``.)
+        2-core test machine, Open MPI over shared memory hardly overlapped:
+        8 buckets were 1.8x slower than one ``Allreduce`` at 4e6 elements
+        and 1.2x faster at 1e7, ``bench/results/mpi-scaling.md``.)
     max_grad_norm : float, optional
         Clip the global norm of the mean gradient (agreed by every rank).
     nonfinite : {"skip", "raise", "ignore"}, optional
