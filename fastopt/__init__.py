@@ -13,10 +13,10 @@ __version__ = "0.2.0"
 
 _ATTRIBUTES = {
     "OPTIMIZERS": "optim", "Optimizer": "optim", "NonFiniteGradientError": "optim",
-    "FlatParams": "params", "LossScaler": "scaler", "clip_grad_norm_": "clip",
+    "FlatParams": "params", "ParamChain": "params", "LossScaler": "scaler", "clip_grad_norm_": "clip",
     "set_num_threads": "backends.threads", "get_num_threads": "backends.threads",
 }
-_SUBMODULES = ("checkpoint", "data", "functional", "interop", "nn", "schedules", "rules")
+_SUBMODULES = ("checkpoint", "data", "distributed", "functional", "interop", "nn", "schedules", "rules")
 
 
 def _class_names() -> tuple[str, ...]:

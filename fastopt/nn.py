@@ -19,8 +19,8 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -35,6 +35,10 @@ class Steppable(Protocol):
     """Anything with a ``step()`` method: an optimizer, a scheduler."""
 
     def step(self) -> object: ...
+
+
+#: ``(model, x, y) -> (loss, grads)``: fills ``model.params.grad`` for a batch.
+GradientFn = Callable[[Any, Any, Any], tuple[float, Any]]
 
 
 #: Names accepted by ``MLP(init=...)``.
@@ -393,7 +397,8 @@ class MLP:
         y = _check_labels(y, x.shape[0], self.n_classes)
         return float(np.mean(self.predict(x) == y)) if y.size else float("nan")
 
-    def train_step(self, x: ArrayLike, y: ArrayLike, optimizer: Steppable, scheduler: Steppable | None = None) -> float:
+    def train_step(self, x: ArrayLike, y: ArrayLike, optimizer: Steppable, scheduler: Steppable | None = None,
+                   gradient: GradientFn | None = None) -> float:
         """One gradient step: fill the gradients of ``(x, y)`` and call ``optimizer.step()``.
 
         Parameters
@@ -404,20 +409,24 @@ class MLP:
             Normally a fastopt optimizer built on ``self.params``.
         scheduler : object with a ``step()`` method, optional
             Stepped after the optimizer, e.g. a :class:`fastopt.schedules.Scheduler`.
+        gradient : callable ``(model, x, y) -> (loss, grads)``, optional
+            Fills ``self.params.grad`` for the batch in place of
+            :meth:`loss_and_grad`, e.g. a data-parallel rank's share of it.
 
         Returns
         -------
         float
             The batch loss before the update.
         """
-        loss, _ = self.loss_and_grad(x, y)
+        loss, _ = self.loss_and_grad(x, y) if gradient is None else gradient(self, x, y)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         return loss
 
     def train_epoch(self, X: ArrayLike, y: ArrayLike, optimizer: Steppable, batch_size: int | None = None,
-                    shuffle: bool = True, seed: SeedLike = None, scheduler: Steppable | None = None) -> float:
+                    shuffle: bool = True, seed: SeedLike = None, scheduler: Steppable | None = None,
+                    gradient: GradientFn | None = None) -> float:
         """One pass over ``(X, y)`` in mini-batches, one optimizer step per batch.
 
         This is fastopt's one training loop: ``fastopt demo``, ``train`` and
@@ -436,6 +445,8 @@ class MLP:
             permutation every epoch.
         scheduler : object with a ``step()`` method, optional
             Stepped after every optimizer step (a per-step learning-rate schedule).
+        gradient : callable ``(model, x, y) -> (loss, grads)``, optional
+            See :meth:`train_step`.
 
         Returns
         -------
@@ -449,6 +460,6 @@ class MLP:
             batch_size = max(len(X), 1)
         total, count = 0.0, 0
         for xb, yb in batches(X, y, batch_size, shuffle=shuffle, seed=seed):
-            total += self.train_step(xb, yb, optimizer, scheduler) * len(xb)
+            total += self.train_step(xb, yb, optimizer, scheduler, gradient) * len(xb)
             count += len(xb)
         return total / count if count else float("nan")

@@ -85,6 +85,15 @@ def local_ranks() -> int:
     return 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the
+    platform has one, e.g. under ``mpiexec --bind-to``), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - no affinity masks (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def default_num_threads() -> tuple[int, str]:
     """``(threads, why)``: what :func:`get_num_threads` uses when
     :func:`set_num_threads` was not called."""
@@ -97,7 +106,7 @@ def default_num_threads() -> tuple[int, str]:
             return min(value, pool), f"{name}={value}"
     ranks = local_ranks()
     if ranks > 1:
-        cores = os.cpu_count() or 1
+        cores = usable_cores()
         return max(1, min(pool, cores // ranks)), f"{cores} cores / {ranks} MPI ranks on this machine"
     return pool, f"numba's pool (NUMBA_NUM_THREADS={pool})"
 

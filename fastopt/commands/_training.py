@@ -271,7 +271,8 @@ class _TimedOptimizer:
 
 
 def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: int, seed: int = 0,
-          schedule: Callable[[int], float] | None = None, progress: ProgressBar | None = None) -> TrainResult:
+          schedule: Callable[[int], float] | None = None, progress: ProgressBar | None = None,
+          distributed: Any = None) -> TrainResult:
     """Train `model` on `data` with `optimizer`, timing the optimizer steps.
 
     The epochs run :meth:`fastopt.nn.MLP.train_epoch` (the one training loop);
@@ -291,6 +292,10 @@ def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: in
         :class:`fastopt.schedules.Scheduler`; None keeps the optimizer's lr.
     progress : ProgressBar or None
         Advanced by one per epoch, with the epoch loss as postfix.
+    distributed : fastopt.commands._distributed.DistributedRun or None
+        Data-parallel run under mpiexec: each rank computes its share of
+        every global batch and ``distributed.optimizer`` steps instead of
+        `optimizer`.
 
     Returns
     -------
@@ -299,6 +304,9 @@ def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: in
     from ..schedules import Scheduler
 
     warm_up(optimizer, model.params)
+    gradient = None
+    if distributed is not None:
+        optimizer, gradient = distributed.optimizer, distributed.loss_and_grad
     scheduler = Scheduler(optimizer, schedule) if schedule is not None else None
     rng = np.random.default_rng(seed)
     result = TrainResult()
@@ -307,7 +315,7 @@ def train(model: MLP, optimizer: Any, data: Dataset, epochs: int, batch_size: in
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned about
         for _ in range(epochs):
             loss = model.train_epoch(data.X_train, data.y_train, timed, batch_size, shuffle=True, seed=rng,
-                                     scheduler=scheduler)
+                                     scheduler=scheduler, gradient=gradient)
             result.epoch_losses.append(loss)
             if progress is not None:
                 progress.update(loss=loss)
