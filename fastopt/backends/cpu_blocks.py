@@ -31,48 +31,52 @@ from .cache import enable_cache, function_key
 from .codecs import MAX_STATES, load_value, store_value, value_storer
 from .cpu_loops import HEAD, _cached, clip_value, ema_update
 
+TRIP = 16
+"""Blocks per parallel trip (4096 elements)."""
+
 
 def state_decoder(fmt):
-    """``decode(codes, scales, i)`` of one state of format
-    ``fmt = (ebits, mbits, signed, zeroless, squared, rounding)``."""
+    """``decode(codes, scale, i)`` of one state of format
+    ``fmt = (ebits, mbits, signed, zeroless, squared, rounding)``, in a block
+    of scale ``scale``."""
     ebits, mbits, signed, _, squared, _ = fmt
 
     @element_jit
-    def decode(codes, scales, i):
-        d = decode_code(codes[i], scales[i // BLOCK], ebits, mbits, signed)
+    def decode(codes, scale, i):
+        d = decode_code(codes[i], scale, ebits, mbits, signed)
         return d * d if squared else d
 
     return decode
 
 
 def state_encoder(fmt):
-    """``encode(codes, scales, row, b, lo, hi, keys, slot)``: block ``b``'s new
-    values (``row[:hi - lo]``, already square-rooted for squared states) into
-    its codes and scale."""
+    """``encode(codes, scales, row, b, lo, count, keys, slot)``: block ``b``'s
+    new values (``row[:count]``, already square-rooted for squared states)
+    into its codes (from element ``lo``, unsigned) and scale."""
     ebits, mbits, signed, zeroless, _, rounding = fmt
 
     @element_jit
-    def encode(codes, scales, row, b, lo, hi, keys, slot):
+    def encode(codes, scales, row, b, lo, count, keys, slot):
         amax = np.int64(0)
-        for j in range(hi - lo):
+        for j in range(count):
             a, _ = magnitude_bits(row[j])
             amax = max(amax, a)
         if amax >= 0x7F800000 or amax == 0:
             # NaN or inf: the whole block decodes to NaN, loudly; all zero: 0.
             scales[b] = np.float32(np.nan) if amax >= 0x7F800000 else np.float32(0.0)
-            for j in range(hi - lo):
+            for j in range(count):
                 codes[lo + j] = 0
             return
         tiny = amax < TINY
         pre = np.float32(2.0**64) if tiny else np.float32(1.0)
         if tiny:
             amax = np.int64(0)
-            for j in range(hi - lo):
+            for j in range(count):
                 a, _ = magnitude_bits(row[j] * pre)
                 amax = max(amax, a)
         k = block_exponent(amax, mbits)
         scales[b] = scale_of(k - 64 if tiny else k)
-        for j in range(hi - lo):
+        for j in range(count):
             a, negative = magnitude_bits(row[j] * pre)
             codes[lo + j] = encode_code(a, negative, k, ebits, mbits, signed, zeroless, rounding,
                                         noise(keys, lo + j, slot))
@@ -92,7 +96,7 @@ def state_preparer(fmt):
 
 
 def _per_state(formats):
-    """``(load, collect, encode_all)`` for this tuple of state formats."""
+    """``(scales_of, load, collect, encode_all)`` for this tuple of state formats."""
     n = len(formats)
     if not 1 <= n <= MAX_STATES:
         raise ValueError(f"block-float state needs 1 to {MAX_STATES} states, got {n}")
@@ -107,42 +111,53 @@ def _per_state(formats):
     e0, e1, e2, e3 = e
 
     if n == 1:
-        def load(codes, scales, i):
-            return (d0(codes[0], scales[0], i),)
+        def scales_of(scales, b):
+            return (scales[0][b],)
+
+        def load(codes, s, i):
+            return (d0(codes[0], s[0], i),)
 
         def collect(scratch, j, s):
             scratch[0, j] = p0(s[0])
 
-        def encode_all(codes, scales, scratch, b, lo, hi, keys):
-            e0(codes[0], scales[0], scratch[0], b, lo, hi, keys, 0)
+        def encode_all(codes, scales, scratch, b, lo, count, keys):
+            e0(codes[0], scales[0], scratch[0], b, lo, count, keys, 0)
     elif n == 2:
-        def load(codes, scales, i):
-            return (d0(codes[0], scales[0], i), d1(codes[1], scales[1], i))
+        def scales_of(scales, b):
+            return (scales[0][b], scales[1][b])
+
+        def load(codes, s, i):
+            return (d0(codes[0], s[0], i), d1(codes[1], s[1], i))
 
         def collect(scratch, j, s):
             scratch[0, j] = p0(s[0])
             scratch[1, j] = p1(s[1])
 
-        def encode_all(codes, scales, scratch, b, lo, hi, keys):
-            e0(codes[0], scales[0], scratch[0], b, lo, hi, keys, 0)
-            e1(codes[1], scales[1], scratch[1], b, lo, hi, keys, 1)
+        def encode_all(codes, scales, scratch, b, lo, count, keys):
+            e0(codes[0], scales[0], scratch[0], b, lo, count, keys, 0)
+            e1(codes[1], scales[1], scratch[1], b, lo, count, keys, 1)
     elif n == 3:
-        def load(codes, scales, i):
-            return (d0(codes[0], scales[0], i), d1(codes[1], scales[1], i), d2(codes[2], scales[2], i))
+        def scales_of(scales, b):
+            return (scales[0][b], scales[1][b], scales[2][b])
+
+        def load(codes, s, i):
+            return (d0(codes[0], s[0], i), d1(codes[1], s[1], i), d2(codes[2], s[2], i))
 
         def collect(scratch, j, s):
             scratch[0, j] = p0(s[0])
             scratch[1, j] = p1(s[1])
             scratch[2, j] = p2(s[2])
 
-        def encode_all(codes, scales, scratch, b, lo, hi, keys):
-            e0(codes[0], scales[0], scratch[0], b, lo, hi, keys, 0)
-            e1(codes[1], scales[1], scratch[1], b, lo, hi, keys, 1)
-            e2(codes[2], scales[2], scratch[2], b, lo, hi, keys, 2)
+        def encode_all(codes, scales, scratch, b, lo, count, keys):
+            e0(codes[0], scales[0], scratch[0], b, lo, count, keys, 0)
+            e1(codes[1], scales[1], scratch[1], b, lo, count, keys, 1)
+            e2(codes[2], scales[2], scratch[2], b, lo, count, keys, 2)
     else:
-        def load(codes, scales, i):
-            return (d0(codes[0], scales[0], i), d1(codes[1], scales[1], i), d2(codes[2], scales[2], i),
-                    d3(codes[3], scales[3], i))
+        def scales_of(scales, b):
+            return (scales[0][b], scales[1][b], scales[2][b], scales[3][b])
+
+        def load(codes, s, i):
+            return (d0(codes[0], s[0], i), d1(codes[1], s[1], i), d2(codes[2], s[2], i), d3(codes[3], s[3], i))
 
         def collect(scratch, j, s):
             scratch[0, j] = p0(s[0])
@@ -150,13 +165,13 @@ def _per_state(formats):
             scratch[2, j] = p2(s[2])
             scratch[3, j] = p3(s[3])
 
-        def encode_all(codes, scales, scratch, b, lo, hi, keys):
-            e0(codes[0], scales[0], scratch[0], b, lo, hi, keys, 0)
-            e1(codes[1], scales[1], scratch[1], b, lo, hi, keys, 1)
-            e2(codes[2], scales[2], scratch[2], b, lo, hi, keys, 2)
-            e3(codes[3], scales[3], scratch[3], b, lo, hi, keys, 3)
+        def encode_all(codes, scales, scratch, b, lo, count, keys):
+            e0(codes[0], scales[0], scratch[0], b, lo, count, keys, 0)
+            e1(codes[1], scales[1], scratch[1], b, lo, count, keys, 1)
+            e2(codes[2], scales[2], scratch[2], b, lo, count, keys, 2)
+            e3(codes[3], scales[3], scratch[3], b, lo, count, keys, 3)
 
-    return element_jit(load), element_jit(collect), element_jit(encode_all)
+    return element_jit(scales_of), element_jit(load), element_jit(collect), element_jit(encode_all)
 
 
 def blockwise_kernel(rule, record, formats: tuple, mirror_rounding: str = "nearest"):
@@ -175,26 +190,30 @@ def blockwise_kernel(rule, record, formats: tuple, mirror_rounding: str = "neare
 def _build_blockwise(rule, record, formats, mirror_rounding):
     n_values = HEAD + len(record._fields)
     n_states = len(formats)
-    load, collect, encode_all = _per_state(formats)
+    scales_of, load, collect, encode_all = _per_state(formats)
     store_mirror = value_storer(mirror_rounding)
 
+    # One parallel trip runs TRIP blocks with one scratch array (no allocation
+    # per block). Element indices are unsigned: no negative-index wrap-around
+    # code in the loops, which keeps them vectorizable.
     @element_jit
-    def block(b, p, g, codes, scales, ema, mirror, t, keys):
-        n = p.size
-        lo = b * BLOCK
-        hi = min(lo + BLOCK, n)
+    def trip(r, blocks, p, g, codes, scales, ema, mirror, t, keys):
         scratch = np.empty((n_states, BLOCK), np.float32)
         c = record(*t[HEAD:])
-        for j in range(hi - lo):
-            i = lo + j
-            pi, si = rule(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]), load(codes, scales, i), c)
-            collect(scratch, j, si)
-            if ema is not None:
-                store_value(ema, i, ema_update(load_value(ema, i), pi, t[2], t[3]))
-            store_value(p, i, pi)
-            if mirror is not None:
-                store_mirror(mirror, i, pi, noise(keys, i, MAX_STATES))
-        encode_all(codes, scales, scratch, b, lo, hi, keys)
+        for b in range(r * TRIP, min(blocks, (r + 1) * TRIP)):
+            lo = np.uint64(b) * np.uint64(BLOCK)
+            count = min(np.uint64(BLOCK), np.uint64(p.size) - lo)
+            s = scales_of(scales, b)
+            for j in range(count):
+                i = lo + j
+                pi, si = rule(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]), load(codes, s, i), c)
+                collect(scratch, j, si)
+                if ema is not None:
+                    store_value(ema, i, ema_update(load_value(ema, i), pi, t[2], t[3]))
+                store_value(p, i, pi)
+                if mirror is not None:
+                    store_mirror(mirror, i, pi, noise(keys, i, MAX_STATES))
+            encode_all(codes, scales, scratch, b, lo, count, keys)
 
     def update(p, g, codes, scales, ema, mirror, values, serial_below):
         buffer = np.empty(n_values, p.dtype)
@@ -203,12 +222,13 @@ def _build_blockwise(rule, record, formats, mirror_rounding):
         t = to_fixed_tuple(buffer, n_values)
         keys = stream_keys(values[4], values[5], values[6], values[7])
         blocks = (p.size + BLOCK - 1) // BLOCK
+        trips = (blocks + TRIP - 1) // TRIP
         if p.size < serial_below:
-            for b in range(blocks):
-                block(b, p, g, codes, scales, ema, mirror, t, keys)
+            for r in range(trips):
+                trip(r, blocks, p, g, codes, scales, ema, mirror, t, keys)
         else:
-            for b in prange(blocks):
-                block(b, p, g, codes, scales, ema, mirror, t, keys)
+            for r in prange(trips):
+                trip(r, blocks, p, g, codes, scales, ema, mirror, t, keys)
 
     kernel = loop_jit()(update)
     enable_cache(kernel, f"blockwise|{function_key(rule)}|{record.__name__}|{formats}|{mirror_rounding}")

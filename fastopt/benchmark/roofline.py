@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import prange
 from numpy.typing import DTypeLike
 
 from ..backends import cpu, cpu_loops
-from ..config import element_jit
+from ..backends.blockfloat import BLOCK
+from ..config import element_jit, loop_jit
 from ..rules._spec import coefficient_record
 from .problems import aligned_copy, state_names
 from .timing import Contender
@@ -106,3 +108,43 @@ def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> Contend
 
     reads, writes = traffic(name, h)
     return Contender("roofline", run, f"roofline twin ({reads} reads + {writes} writes per element, no math)")
+
+
+@element_jit
+def _byte_twin_block(b, p, g, codes, scales):
+    # Unsigned indices: no negative-index wrap-around code, so the loop vectorizes.
+    lo = np.uint64(b) * np.uint64(BLOCK)
+    count = min(np.uint64(BLOCK), np.uint64(p.size) - lo)
+    last = len(codes) - 1
+    for j in range(count):
+        i = lo + j
+        first = codes[0][i]
+        for k in range(last):
+            codes[k][i] = codes[k + 1][i]
+        x = p[i]
+        codes[last][i] = np.uint8(np.int32(x * np.float32(16.0)) & 0xFF)
+        p[i] = x + g[i] + np.float32(first)
+    first_scale = scales[0][b]
+    for k in range(last):
+        scales[k][b] = scales[k + 1][b]
+    scales[last][b] = first_scale
+
+
+@loop_jit()
+def _byte_twin(p, g, codes, scales, serial_below):
+    blocks = (p.size + BLOCK - 1) // BLOCK
+    if p.size < serial_below:
+        for b in range(blocks):
+            _byte_twin_block(b, p, g, codes, scales)
+    else:
+        for b in prange(blocks):
+            _byte_twin_block(b, p, g, codes, scales)
+
+
+def byte_twin_step(p: np.ndarray, g: np.ndarray, codes: tuple, scales: tuple, serial_below: int | None = None) -> None:
+    """One pass of the 8-bit state twin: ``p`` and ``g`` read, ``p`` written,
+    every uint8 code array and float32 per-block scale array read and
+    written (rotated), by blocks of ``BLOCK`` as the block-float kernel
+    goes; no quantization."""
+    threshold = cpu.threshold_for(p.size) if serial_below is None else serial_below
+    _byte_twin(p, g, tuple(codes), tuple(scales), threshold)
