@@ -111,12 +111,14 @@ def _build_elementwise(rule, record, roundings, mirror_rounding):
         t = to_fixed_tuple(buffer, n_values)
         keys = stream_keys(values[4], values[5], values[6], values[7])
         n = p.size
+        # Unsigned element indices: numba adds negative-index wrap-around code
+        # to every access with a signed index, which can keep loops from vectorizing.
         if n < serial_below:
             for i in range(n):
-                element(i, p, g, states, ema, mirror, t, keys)
+                element(np.uint64(i), p, g, states, ema, mirror, t, keys)
         else:
             for i in prange(n):
-                element(i, p, g, states, ema, mirror, t, keys)
+                element(np.uint64(i), p, g, states, ema, mirror, t, keys)
 
     kernel = loop_jit()(update)
     enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}|{roundings}|{mirror_rounding}")
@@ -185,7 +187,7 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
         # Index from lo in a local loop over a block's scratch: r stays in cache.
         c = record(*t[HEAD:])
         for k in range(hi - lo):
-            i = lo + k
+            i = np.uint64(lo + k)
             pi = load_value(p, i)
             ri, si = direction(pi, clip_value(t[0] * load_value(g, i), t[1]), load_states(states, i), c)
             store_states(states, i, si, keys)
@@ -200,7 +202,8 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
     def pass_two(p, states, ema, mirror, t, keys, factor, apply, lo, hi):
         c = record(*t[HEAD:])
         decay, keep = t[2], t[3]
-        for i in range(lo, hi):
+        for j in range(lo, hi):
+            i = np.uint64(j)
             pi = load_value(p, i)
             if apply:
                 pi = pi - factor * recompute(pi, load_states(states, i), c)

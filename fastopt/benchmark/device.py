@@ -6,12 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .timing import Contender, wall_timer
 
-ContenderFactory = Callable[[str, dict, np.ndarray, np.ndarray], tuple[list[Contender], dict[str, str]]]
-"""``(optimizer name, hyperparameters, p0, g) -> (contenders, {skipped name: why})``."""
+ContenderFactory = Callable[..., tuple[list[Contender], dict[str, str]]]
+"""``(optimizer name, hyperparameters, p0, g[, state_dtype=...]) -> (contenders, {skipped name: why})``."""
 
 
 def _always(*_: Any) -> bool:

@@ -17,8 +17,8 @@ from typing import Any
 
 from .targets import check_cold_targets, check_size_targets, torch_reference
 
-ORDER = ("numpy_naive", "numpy_out", "torch_single", "torch_foreach", "torch_fused", "copy",
-         "fastopt_serial", "fastopt", "roofline")
+ORDER = ("numpy_naive", "numpy_out", "torch_single", "torch_foreach", "torch_fused", "bnb_8bit", "copy",
+         "fastopt_serial", "fastopt_full_states", "fastopt", "roofline")
 """Row order of contenders in the tables."""
 
 Table = tuple[list[str], list[list[str]]]
@@ -58,10 +58,13 @@ _COLUMNS = {
     "torch": ("x torch", "times faster than torch.optim's fused step, else its fastest mode (in brackets); "
                          "n/a: not in torch"),
     "copy": ("x copy", "times faster than a device-to-device copy of the same bytes"),
+    "full": ("x full st.", "times faster than fastopt with states of the params' dtype (what the low-precision "
+                           "states gain)"),
+    "bnb": ("x bnb", "times faster than bitsandbytes' 8-bit Adam/AdamW on the CPU"),
     "serial": ("x serial", "the shipped step vs fastopt's serial loop forced (>1: the parallel loop pays)"),
 }
-_DEFAULT_COLUMNS = ("time", "gbps", "limit", "naive", "torch", "copy")
-_VERBOSE_COLUMNS = ("time", "gbps", "limit", "naive", "out", "torch", "copy", "serial")
+_DEFAULT_COLUMNS = ("time", "gbps", "limit", "naive", "torch", "full", "bnb", "copy")
+_VERBOSE_COLUMNS = ("time", "gbps", "limit", "naive", "out", "torch", "full", "bnb", "copy", "serial")
 
 
 def _cell(entry: dict, key: str) -> str:
@@ -75,7 +78,8 @@ def _cell(entry: dict, key: str) -> str:
     if key == "torch":
         ref = torch_reference(entry)
         return f"{_x(s[ref]['median'])} ({ref.removeprefix('torch_')})" if ref else "n/a"
-    name = {"naive": "numpy_naive", "out": "numpy_out", "copy": "copy", "serial": "fastopt_serial"}[key]
+    name = {"naive": "numpy_naive", "out": "numpy_out", "copy": "copy", "serial": "fastopt_serial",
+            "full": "fastopt_full_states", "bnb": "bnb_8bit"}[key]
     return _x(s[name]["median"]) if name in s else "n/a"
 
 
@@ -172,7 +176,8 @@ def _title_line(result: dict) -> str:
     where = m["cpu"] if s["device"] == "cpu" else (m.get("device") or {}).get("gpu", "GPU")
     torch = f", torch {m['torch']} ({m.get('torch_threads')} threads)" if m.get("torch") else ", no torch"
     return (f"fastopt bench: {optimizers} optimizer{'s' * (optimizers != 1)} x {len(s['sizes'])} sizes, "
-            f"{s['dtype']} on {s['device']} ({where}; {m['cores']} cores, numba {m['numba_threads']} threads"
+            f"{s['dtype']}{_states(s)} on {s['device']} ({where}; {m['cores']} cores, "
+            f"numba {m['numba_threads']} threads"
             f"{torch})")
 
 
@@ -182,10 +187,16 @@ def _header_lines(result: dict) -> list[str]:
         f"machine: {m['cpu']}, {m['cores']} cores; {m['date']}",
         f"software: python {m['python']}, numpy {m['numpy']}, numba {m['numba']} ({m['numba_threads']} threads), "
         f"torch {m.get('torch')} ({m.get('torch_threads')} threads)",
-        f"settings: {s['device']} {s['dtype']}, rounds {s['rounds']} (interleaved; medians of per-round ratios), "
+        f"settings: {s['device']} {s['dtype']}{_states(s)}, rounds {s['rounds']} (interleaved; medians of "
+        "per-round ratios), "
         f"SERIAL_BELOW={s['serial_below']}{', quick' if s['quick'] else ''}",
         *(f"note: {n}" for n in result.get("notes", [])),
     ]
+
+
+def _states(settings: dict) -> str:
+    state = settings.get("state_dtype")
+    return f" params, {state} states" if state and state != settings["dtype"] else ""
 
 
 def _skip_lines(result: dict) -> list[str]:
@@ -292,7 +303,7 @@ def plot_figure(result: dict) -> Any:
                ncols=min(4, len(handles)))
     m, s = result["machine"], result["settings"]
     where = m["cpu"] if s["device"] == "cpu" else (m.get("device") or {}).get("gpu", "GPU")
-    fig.suptitle(f"fastopt's speed-up per step, {s['dtype']} on {where} ({m['numba_threads']} CPU threads)",
+    fig.suptitle(f"fastopt's speed-up per step, {s['dtype']}{_states(s)} on {where} ({m['numba_threads']} CPU threads)",
                  fontsize=10)
     return fig
 

@@ -111,7 +111,7 @@ def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> Contend
 
 
 @element_jit
-def _byte_twin_block(b, p, g, codes, scales):
+def _byte_twin_block(b: int, p: np.ndarray, g: np.ndarray, codes: tuple, scales: tuple) -> None:
     # Unsigned indices: no negative-index wrap-around code, so the loop vectorizes.
     lo = np.uint64(b) * np.uint64(BLOCK)
     count = min(np.uint64(BLOCK), np.uint64(p.size) - lo)
@@ -131,7 +131,7 @@ def _byte_twin_block(b, p, g, codes, scales):
 
 
 @loop_jit()
-def _byte_twin(p, g, codes, scales, serial_below):
+def _byte_twin(p: np.ndarray, g: np.ndarray, codes: tuple, scales: tuple, serial_below: int) -> None:
     blocks = (p.size + BLOCK - 1) // BLOCK
     if p.size < serial_below:
         for b in range(blocks):

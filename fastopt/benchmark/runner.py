@@ -17,14 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from .._precision import STATE_DTYPES
 from ..backends import cpu as _cpu
 from ..optim import OPTIMIZERS
 from ..progress import ProgressBar
+from . import state_dtypes
 from .contenders import CPU_DEVICE
 from .device import Device
 from .machine import machine_info
 from .problems import hyperparameters, make_data, state_names
 from .roofline import bytes_per_step, traffic
+from .state_dtypes import bytes_per_element
 from .timing import interleaved, paired_ratio, spread
 
 DEFAULT_SIZES = CPU_DEVICE.default_sizes
@@ -71,6 +74,23 @@ def parse_optimizers(optimizers: str | list[str] | None) -> list[str]:
     if unknown or not names:
         raise ValueError(f"unknown optimizer(s) {unknown}; choose from {list(OPTIMIZERS)}")
     return list(dict.fromkeys(names))
+
+
+def _check_state_dtype(state_dtype: Any, dtype: np.dtype, device: str) -> str | None:
+    """``state_dtype`` checked (None when it is the params' own dtype)."""
+    if state_dtype is None:
+        return None
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"state_dtype must be one of {STATE_DTYPES}, got {state_dtype!r}")
+    if state_dtype == dtype.name:
+        return None
+    if state_dtype not in state_dtypes.LOW_PRECISION:
+        raise ValueError(f"state_dtype={state_dtype!r} with {dtype.name} params is not benchmarked: use the "
+                         f"params' dtype, 'bfloat16' or 'int8'")
+    if device != "cpu":
+        raise ValueError(f"state_dtype={state_dtype!r} is benchmarked on the CPU only (the GPU runner has no "
+                         "low-precision twin yet); drop it or use device='cpu'")
+    return state_dtype
 
 
 def _check_sizes(sizes: Any) -> list[int]:
@@ -123,16 +143,23 @@ def _match_threads() -> int | None:
     return torch.get_num_threads()
 
 
-def measure_one(name: str, h: dict, n: int, dtype: Any, device: Device, settings: dict) -> dict:
-    """Time every contender of ``device`` for optimizer ``name`` on ``n`` elements."""
+def measure_one(name: str, h: dict, n: int, dtype: Any, device: Device, settings: dict,
+                state_dtype: str | None = None) -> dict:
+    """Time every contender of ``device`` for optimizer ``name`` on ``n`` elements
+    (with ``state_dtype`` states, when given)."""
     p0, g = make_data(n, dtype)
-    contenders, skipped = device.contenders(name, h, p0, g)
+    if state_dtype is None:
+        contenders, skipped = device.contenders(name, h, p0, g)
+    else:
+        contenders, skipped = device.contenders(name, h, p0, g, state_dtype=state_dtype)
     timed = interleaved(contenders, settings["rounds"], min_rounds=settings["min_rounds"],
                         budget_s=settings["budget_s"], target_s=settings["target_s"], timer=device.timer)
     labels = {c.name: c.label for c in contenders}
     del contenders, p0, g
     gc.collect()
-    times, nbytes = timed["times"], bytes_per_step(name, h, n, dtype)
+    times = timed["times"]
+    nbytes = bytes_per_step(name, h, n, dtype) if state_dtype is None else round(
+        bytes_per_element(name, h, n, dtype, state_dtype) * n)
     per = {}
     for cname, samples in times.items():
         s = spread(samples)
@@ -144,13 +171,14 @@ def measure_one(name: str, h: dict, n: int, dtype: Any, device: Device, settings
                if cname not in (REFERENCE, LIMIT)}
     reads, writes = traffic(name, h)
     return {"optimizer": name, "hyperparameters": h, "state_names": list(state_names(name, h)), "size": n,
-            "dtype": np.dtype(dtype).name, "reads": reads, "writes": writes, "bytes_per_step": nbytes,
+            "dtype": np.dtype(dtype).name, "state_dtype": state_dtype or np.dtype(dtype).name, "reads": reads,
+            "writes": writes, "bytes_per_step": nbytes,
             "rounds": timed["rounds"], "contenders": per, "speedup": speedup, "skipped": skipped}
 
 
 def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | None = None,
                   dtype: Any = "float32", quick: bool = False, device: str = "cpu", progress: bool = True,
-                  rounds: int | None = None) -> dict:
+                  rounds: int | None = None, state_dtype: str | None = None) -> dict:
     """Benchmark fastopt against its baselines and the roofline twin.
 
     Parameters
@@ -169,6 +197,12 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
     rounds : int, optional
         Interleaved rounds per optimizer and size (default 15, quick 5; large
         sizes may stop earlier, after at least 5 (quick 3), to bound the time).
+    state_dtype : {"float32", "float64", "bfloat16", "int8"}, optional
+        Optimizer state storage (CPU only; default: the params' dtype). With
+        ``"bfloat16"`` or ``"int8"`` the roofline twin moves those states'
+        bytes and fastopt with full-precision states, torch.optim and (int8)
+        bitsandbytes' 8-bit Adam are the contenders; optimizers that cannot
+        take the dtype are listed in ``left_out``.
 
     Returns
     -------
@@ -189,6 +223,7 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
         settings.update(rounds=rounds, min_rounds=rounds, budget_s=None)
+    state_dtype = _check_state_dtype(state_dtype, dtype, device)
     dev = get_device(device)
     sizes = _check_sizes(sizes if sizes is not None else (dev.quick_sizes if quick else dev.default_sizes))
     notes = _quiet_openmp()
@@ -196,17 +231,22 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
     if torch_threads is None:
         notes.append("torch is not installed: torch.optim baselines skipped")
     results: list[dict] = []
-    left_out: dict[str, list[int]] = {}
+    left_out: dict[str, dict] = {}
     with ProgressBar(len(names) * len(sizes), "bench", enabled=None if progress else False) as bar:
         for name in names:
             h = hyperparameters(name)
+            why_not = state_dtypes.check_state_dtype(name, state_dtype)
+            if why_not:
+                left_out[name] = {"sizes": sizes, "why": why_not}
+                bar.update(len(sizes))
+                continue
             for n in sizes:
                 if not dev.fits(name, h, n, dtype):
-                    left_out.setdefault(name, []).append(n)
+                    left_out.setdefault(name, {"sizes": [], "why": "not enough free device memory"})["sizes"].append(n)
                     bar.update()
                     continue
                 bar.update(0, at=f"{name} n={n:,}")
-                results.append(measure_one(name, h, n, dtype, dev, settings))
+                results.append(measure_one(name, h, n, dtype, dev, settings, state_dtype))
                 bar.update()
     extras = dev.extras(dtype, quick) if dev.extras is not None else {}
     info = machine_info()
@@ -216,11 +256,12 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
     return {
         "schema": "fastopt-benchmark/2",
         "machine": info,
-        "settings": {"device": dev.name, "dtype": dtype.name, "sizes": sizes, "optimizers": names, "quick": quick,
+        "settings": {"device": dev.name, "dtype": dtype.name, "state_dtype": state_dtype or dtype.name,
+                     "sizes": sizes, "optimizers": names, "quick": quick,
                      "serial_below": _cpu.SERIAL_BELOW, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                      **settings},
         "notes": notes,
         "results": results,
-        "left_out": {name: {"sizes": ns, "why": "not enough free device memory"} for name, ns in left_out.items()},
+        "left_out": left_out,
         "extras": extras,
     }

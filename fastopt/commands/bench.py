@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", metavar="N,N,...",
                         help="buffer sizes in elements, e.g. 1e3,1e6 (default 1e3..5e7; --quick 1e3..1e6; "
                              "GPU 2^16..2^28)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="params' dtype")
+    parser.add_argument("--state-dtype", choices=("bfloat16", "int8"), default=None,
+                        help="low-precision optimizer states (CPU): timed against their own roofline twin, "
+                             "fastopt with full states, torch and (int8) bitsandbytes")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and rounds (under a minute)")
     parser.add_argument("--rounds", type=int, metavar="N", help="interleaved rounds per optimizer and size")
     parser.add_argument("--verbose", "-v", action="store_true",
@@ -90,6 +93,9 @@ def check(args: argparse.Namespace) -> tuple[list[int] | None, str | None]:
     parse_optimizers(args.optimizer)
     if args.rounds is not None and args.rounds < 1:
         raise ValueError(f"--rounds must be an integer >= 1, got {args.rounds}")
+    if args.device == "cuda" and args.state_dtype:
+        raise ValueError("--state-dtype is CPU-only for now (the GPU runner has no low-precision twin); "
+                         "drop it with --device cuda")
     if args.device == "cuda" and args.cold:
         raise ValueError("--cold is CPU-only (it times fresh processes importing fastopt); drop it with --device cuda")
     for option in ("json", "markdown"):
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     sizes, plot = check(args)
     result = run_benchmark(optimizers=args.optimizer, sizes=sizes, dtype=args.dtype, quick=args.quick,
-                           device=args.device, progress=not args.no_progress, rounds=args.rounds)
+                           device=args.device, progress=not args.no_progress, rounds=args.rounds,
+                           state_dtype=args.state_dtype)
     if args.cold:
         print("measuring cold start (fresh processes)...", file=sys.stderr)
         result["cold_start"] = measure_cold_start(dtype=args.dtype)
