@@ -72,16 +72,25 @@ class Optimizer:
     ema_decay : float, optional
         Keep an exponential moving average of the params, updated in the same
         kernel pass: ``ema = d * ema + (1 - d) * p``. See :meth:`swap_ema`.
-    state_dtype : {"float32", "float64", "bfloat16"}, optional
+    state_dtype : {"float32", "float64", "bfloat16", "int8"}, optional
         Storage of the optimizer state (default: the params' dtype; float32
-        for bfloat16 params). ``"bfloat16"`` halves the bytes each step moves
-        for the state (Adam: 20 bytes per element instead of 28): values are
-        rounded to nearest even when stored and computed in float32.
+        for bfloat16 params); the math is done in float32 either way.
+        ``"bfloat16"`` halves the bytes each step moves for the state (Adam:
+        20 bytes per element instead of 28): values round to nearest even
+        when stored (running maxima round up; Adamax's infinity norm and
+        Adagrad's sum round stochastically). ``"int8"``: 8-bit block floats
+        (blocks of 256 with a power-of-two float32 scale; moments as signed
+        1-4-3 minifloats, second moments as the square root in an unsigned
+        zero-less 4-4 minifloat; stochastic rounding, running maxima up):
+        Adam moves 16 bytes per element plus the scales and holds 2.03 bytes
+        of state per parameter. Buffers under 4096 elements keep float32
+        state; LAMB refuses ``"int8"``.
     stochastic_rounding : bool, optional
         Round bfloat16 states (and bfloat16 params) stochastically instead,
         so that small updates are not lost on average; the random bits come
         from ``rounding_seed``, the step and the element's position, so a run
-        is reproducible. Running maxima (AMSGrad, Adamax) round to nearest.
+        is reproducible. Running maxima (AMSGrad) still round up. int8
+        states always round stochastically.
     rounding_seed : int, optional
         Seed of the stochastic rounding (default 0).
     master_weights : bool, optional
