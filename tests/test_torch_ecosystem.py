@@ -9,8 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import fastopt.torch as ft  # noqa: E402
 from torch_cases import assert_same_params, batch, make_pair, train_step  # noqa: E402
+
+import fastopt.torch as ft  # noqa: E402
 
 lr_scheduler = torch.optim.lr_scheduler
 

@@ -9,8 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import fastopt.torch as ft  # noqa: E402
 from torch_cases import CASES, assert_same_params, case_id, make_pair, train_step  # noqa: E402
+
+import fastopt.torch as ft  # noqa: E402
 
 STEPS = 100
 

@@ -76,4 +76,5 @@ def train_step(model, opt, t, set_to_none=True, dtype=torch.float32):
 
 def assert_same_params(a, b, rtol=1e-5, atol=1e-6, msg=""):
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        torch.testing.assert_close(p.detach(), q.detach(), rtol=rtol, atol=atol, msg=lambda m: f"{msg} {name}: {m}")
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=rtol, atol=atol,
+                                   msg=lambda m, name=name: f"{msg} {name}: {m}")
