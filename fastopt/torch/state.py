@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._precision import MASTER, SCALE
+from .._precision import MASTER
 from .._state_io import known_state_names
 from ..backends.codecs import BFLOAT16
 from ..rules import SPECS, Spec
@@ -89,14 +89,13 @@ def torch_entry(spec: Spec, entry: dict | None, param: torch.Tensor, copy: bool)
 def state_dict(opt: Any) -> dict:
     """``opt``'s state dict in torch's layout (see the module docs)."""
     engine = opt._engine
-    native = engine.state_dict()["state"] if engine is not None else {}
     spec = opt._spec
+    if engine is not None and any(b.data.device.type != "cpu" for b in opt._buffers):  # pragma: no cover - GPU
+        engine.state_dict()  # brings device-resident step counts back into engine.state
     state = {}
     for index, param in enumerate(opt._params):
-        entry = native.get(opt._eids[index])
-        if entry is not None:
-            entry = {k: (v.reshape(-1) if isinstance(v, np.ndarray) else v) for k, v in entry.items()}
-        converted = torch_entry(spec, entry, param, copy=False)  # the engine's state_dict copied already
+        entry = engine.state[opt._eids[index]] if engine is not None else None
+        converted = torch_entry(spec, entry, param, copy=True)
         if param.device.type != "cpu":  # pragma: no cover - GPU
             converted = {k: (v.to(param.device) if k not in ("step", *spec.carry_names) else v)
                          for k, v in converted.items()}
@@ -171,12 +170,13 @@ def native_state_dict(opt: Any, state_dict: Any, spec: Spec) -> dict:
         native_groups.append((k, hyper))
     engine = opt._engine
     known = known_state_names(spec, spec.defaults) | {"step"}
-    if engine is not None and engine.precision.state_dtype == "int8":
-        known |= {name + SCALE for name in known}
     native_state: dict[int, dict] = {}
     saved_state = state_dict["state"]
     if not isinstance(saved_state, dict):
         raise ValueError("state_dict['state'] must be a dict")
+    if engine is not None and engine.precision.state_dtype == "int8" and any(saved_state.values()):
+        raise ValueError("loading optimizer state into state_dtype='int8' is not supported yet (8-bit states "
+                         "cannot be carried into the engine); load it into a float32 or bfloat16 optimizer")
     for saved_id, entry in saved_state.items():
         if saved_id not in id_map:
             raise ValueError(f"state_dict state has an entry for param {saved_id!r}, which no param group lists")
@@ -188,10 +188,6 @@ def native_state_dict(opt: Any, state_dict: Any, spec: Spec) -> dict:
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
         native_state[opt._eids[index]] = _native_entry(opt, spec, entry, param, known, where)
-    if engine is not None and engine.precision.state_dtype == "int8" and any(
-            len(e) > 1 or e.get("step", 0) for e in native_state.values()):
-        raise ValueError("loading optimizer state into state_dtype='int8' is not supported yet (8-bit states "
-                         "cannot be carried into the engine); load it into a float32 or bfloat16 optimizer")
     return {"optimizer": spec.name, "state": native_state,
             "param_groups": [{**hyper, "params": [opt._eids[i] for i in opt._group_indices[k]]}
                              for k, hyper in native_groups if opt._group_indices[k]]}
