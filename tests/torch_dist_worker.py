@@ -29,7 +29,7 @@ def run(rank: int, world: int, store: str, steps: int) -> None:
             torch.manual_seed(0)
             return Net()
 
-        def ddp(module):  # Net's side branch and `unused` param get no gradient on these steps
+        def wrap(module):  # Net's side branch and `unused` param get no gradient on these steps
             return DDP(module, find_unused_parameters=True)
 
         def train(ddp, opt):
@@ -41,7 +41,7 @@ def run(rank: int, world: int, store: str, steps: int) -> None:
 
         # DDP, gradients not bucket views: DDP copies the averaged gradients into .grad in place.
         ours_model, theirs_model = model(), model()
-        ours_ddp, theirs_ddp = ddp(ours_model), ddp(theirs_model)
+        ours_ddp, theirs_ddp = wrap(ours_model), wrap(theirs_model)
         ours = ft.AdamW(ours_ddp.parameters(), lr=1e-2)
         theirs = torch.optim.AdamW(theirs_ddp.parameters(), lr=1e-2)
         train(ours_ddp, ours)
@@ -60,7 +60,7 @@ def run(rank: int, world: int, store: str, steps: int) -> None:
 
         # ZeroRedundancyOptimizer with fastopt.torch.Adam as the local optimizer.
         ours_model, theirs_model = model(), model()
-        ours_ddp, theirs_ddp = ddp(ours_model), ddp(theirs_model)
+        ours_ddp, theirs_ddp = wrap(ours_model), wrap(theirs_model)
         ours = ZeroRedundancyOptimizer(ours_ddp.parameters(), optimizer_class=ft.Adam, lr=1e-2)
         theirs = ZeroRedundancyOptimizer(theirs_ddp.parameters(), optimizer_class=torch.optim.Adam, lr=1e-2)
         assert isinstance(ours.optim, ft.Adam)
