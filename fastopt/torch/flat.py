@@ -199,24 +199,28 @@ class FlatBuffer:
         becomes the view (same values), so that a later in-place zeroing
         keeps the next step on the fast path.
         """
-        active, sources, targets, repointed = [], [], [], []
-        for k, (p, view) in enumerate(zip(self.params, self.grad_views)):
-            g = p.grad
+        active: list[int] = []
+        sources, targets, repointed = [], [], []
+        strided = torch.strided
+        for k, (g, view) in enumerate(zip(map(_grad_of, self.params), self.grad_views)):
             if g is None:
                 continue
             active.append(k)
             if g is not view:
-                check_grad(g, p, self.labels[k], optimizer_name)
-                if g.data_ptr() != view.data_ptr() or g.stride() != view.stride():
-                    sources.append(g)
-                    targets.append(view)
+                # torch itself keeps a .grad's shape, dtype and device those of its param;
+                # only the layout can differ (sparse gradients, e.g. nn.Embedding(sparse=True)).
+                if g.layout is not strided:
+                    check_grad(g, self.params[k], self.labels[k], optimizer_name)
+                sources.append(g)
+                targets.append(view)
                 repointed.append(k)
         if sources:
             with torch.no_grad():
                 torch._foreach_copy_(targets, sources)
-        if repoint:
-            for k in repointed:
-                self.params[k].grad = self.grad_views[k]
+            if repoint:
+                params, views = self.params, self.grad_views
+                for k in repointed:
+                    params[k].grad = views[k]
         return active
 
     def zero_grad(self) -> None:
