@@ -474,7 +474,7 @@ class Optimizer(torch.optim.Optimizer):
     # -- state dicts ----------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The state in torch's layout (see :mod:`fastopt.torch.state`): a copy,
+        """The state in torch's layout (see ``fastopt.torch.state``): a copy,
         loadable by the ``torch.optim`` class of the same name (and back)."""
         for pre_hook in self._optimizer_state_dict_pre_hooks.values():
             pre_hook(self)
