@@ -67,7 +67,7 @@ def plot(curves, out):
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (mean over the epoch)")
-    ax.set_title("torch MLP on spiral, OneCycleLR: torch.optim.AdamW vs fastopt.torch.AdamW")
+    ax.set_title("spiral MLP with OneCycleLR: torch.optim vs fastopt.torch AdamW")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     return _common.save(fig, out, "torch_train.png")
