@@ -7,8 +7,8 @@ Part 1 times, interleaved, the two halves of a training step of the NumPy
 2-H-3 MLP (``loss_and_grad`` on a batch, then ``optimizer.step()``) and
 reports the optimizer's share. Part 2 times one Adam step on parameters of
 the same shapes: fastopt on the MLP's single flat buffer, fastopt on four
-separate (param, grad) pairs of torch tensors (numpy views, as in
-examples/torch_loop.py), and torch.optim.Adam in its for-loop, foreach and
+separate (param, grad) pairs of torch tensors (numpy views of them; for
+torch models use fastopt.torch, see examples/torch_train.py), and torch.optim.Adam in its for-loop, foreach and
 fused (CPU) forms. Medians of interleaved samples; absolute times vary
 between runs on shared machines, ratios are steadier.
 """

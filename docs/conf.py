@@ -38,7 +38,6 @@ numpydoc_show_class_members = False
 numpydoc_validation_checks: set[str] = set()
 nitpicky = True  # every cross-reference must resolve (-W turns a miss into an error)
 nitpick_ignore = [
-    ("py:mod", "fastopt.torch"),  # announced in the docs, not written yet
     ("py:func", "coefficient_record"),  # a helper of the private fastopt.rules._spec
 ]
 

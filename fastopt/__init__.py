@@ -17,6 +17,9 @@ _ATTRIBUTES = {
     "set_num_threads": "backends.threads", "get_num_threads": "backends.threads",
 }
 _SUBMODULES = ("checkpoint", "data", "distributed", "functional", "interop", "nn", "schedules", "rules")
+_EXTRAS = ("torch",)
+"""Submodules that need an extra (``fastopt.torch``: PyTorch); reachable as
+attributes, left out of ``__all__`` so that a star import never imports them."""
 
 
 def _class_names() -> tuple[str, ...]:
@@ -33,7 +36,7 @@ def __getattr__(name: str):
             importlib.import_module(".rules", __name__).CLASS_NAMES[name]]
     elif name in _ATTRIBUTES:
         value = getattr(importlib.import_module(f".{_ATTRIBUTES[name]}", __name__), name)
-    elif name in _SUBMODULES:
+    elif name in _SUBMODULES or name in _EXTRAS:
         value = importlib.import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module 'fastopt' has no attribute {name!r}")

@@ -70,10 +70,10 @@ def test_lr_tolerance(tmp_path, monkeypatch, capsys):
     assert "best lr:" in out
 
 
-def test_torch_loop(tmp_path, monkeypatch, capsys):
+def test_torch_train(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torch")
-    out_dir, out = run_example("torch_loop", tmp_path, monkeypatch, capsys)
-    assert_pngs(out_dir, ["torch_loop.png"])
+    out_dir, out = run_example("torch_train", tmp_path, monkeypatch, capsys)
+    assert_pngs(out_dir, ["torch_train.png"])
     losses = [float(v) for v in re.findall(r"final loss ([0-9.]+)", out)]
     assert len(losses) == 2
     assert abs(losses[0] - losses[1]) <= 1e-4 * losses[0]
