@@ -111,8 +111,11 @@ def build_groups(params, defaults: dict, check) -> tuple[list[dict], list[list[B
     before anything is allocated when an array or hyperparameter is bad, when
     two buffers share memory, or when CPU and GPU arrays are mixed.
     """
+    if _is_array_like(params):
+        raise _bad_params(params, "params")
     raw_groups = _raw_groups(params)
-    if not raw_groups or raw_groups == [{"params": []}]:
+    if not raw_groups or (len(raw_groups) == 1 and isinstance(raw_groups[0].get("params"), list)
+                          and not raw_groups[0]["params"]):
         raise ValueError("params must not be empty")
     named, groups, buffers, next_id = [], [], [], 0
     devices = set()
