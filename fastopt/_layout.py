@@ -238,7 +238,7 @@ def launcher(opt, plan, chain: Chain, i: int, j: int, device_row=None):
     if device_row is not None:
         options["device_values"] = device_row
     names = variant.state_names
-    if precision.blockwise(chain.p.size):
+    if names and precision.blockwise(chain.p.size):  # a stateless step (SGD without momentum) has no blocks
         codes, scales = [], []
         for name in names:
             c, s = (chain.flat[name], chain.flat[name + SCALE]) if whole else _block_view(

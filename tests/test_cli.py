@@ -97,6 +97,43 @@ def test_compare_subset(capsys):
     assert [line.split()[0] for line in table] == ["adam", "momentum"]
 
 
+def test_compare_state_dtypes_reports_what_each_optimizer_stored(capsys):
+    pytest.importorskip("sklearn")
+    rc, out, _ = run_cli(capsys, "compare", "--dataset", "digits", "--optimizers", "adam,momentum",
+                         "--state-dtypes", "float32,bf16,int8", "--epochs", "1", "--no-progress")
+    assert rc == 0
+    assert "state dtypes float32, bfloat16, int8" in out.splitlines()[0]
+    rows = [line.split() for line in out.splitlines()[2:8]]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("adam", "float32", "float32", "8"), ("adam", "bfloat16", "bfloat16", "4"), ("adam", "int8", "int8", "2.06"),
+        ("momentum", "float32", "float32", "4"), ("momentum", "bfloat16", "bfloat16", "2"),
+        ("momentum", "int8", "int8", "1.03")]
+    assert "note:" not in out
+
+
+def test_compare_state_dtypes_says_when_int8_keeps_float32(capsys):
+    # The spiral MLP's 387 parameters are one flat buffer under 4096 elements: no 8-bit blocks.
+    rc, out, _ = run_cli(capsys, "compare", "--optimizers", "adam", "--state-dtypes", "int8", "--epochs", "1",
+                         "--no-progress")
+    assert rc == 0
+    assert out.splitlines()[2].split()[:4] == ["adam", "int8", "float32", "8"]
+    assert "note: int8 states need a buffer of at least 4096 elements" in out and "387" in out
+
+
+def test_compare_state_dtypes_skips_what_an_unnamed_optimizer_lacks(capsys):
+    pytest.importorskip("sklearn")
+    import fastopt
+
+    rc, out, _ = run_cli(capsys, "compare", "--dataset", "digits", "--state-dtypes", "int8", "--epochs", "1",
+                         "--batch-size", "500", "--no-progress")
+    assert rc == 0
+    rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[2:] if line and not line.startswith(
+        ("(", "note"))}
+    assert set(rows) == (set(fastopt.OPTIMIZERS) | {"momentum"}) - {"lamb"}
+    assert rows["sgd"] == "none" and rows["adam"] == "int8"  # plain SGD keeps no state
+    assert "note: lamb with int8 states skipped: state_dtype='int8' is not available for LAMB" in out
+
+
 # -- bad arguments: a clear message, exit code 2, no traceback ---------------
 
 @pytest.mark.parametrize("argv, message", [
@@ -109,6 +146,11 @@ def test_compare_subset(capsys):
     (["train", "--schedule", "linear"], "unknown schedule 'linear'; choose from constant"),
     (["train", "--dataset", "mnist"], "unknown dataset 'mnist'; choose from spiral, digits"),
     (["compare", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["compare", "--state-dtypes", "float32,float16"],
+     "--state-dtypes: unknown state dtype 'float16'; choose from float32, float64, bfloat16, int8"),
+    (["compare", "--state-dtypes", " , "], "--state-dtypes must name at least one of float32"),
+    (["compare", "--optimizers", "adam,lamb", "--state-dtypes", "int8"],
+     "--state-dtypes int8 with lamb: state_dtype='int8' is not available for LAMB"),
     (["demo", "--sizes", "1e3,abc"], "--sizes must be comma-separated numbers"),
     (["demo", "--sizes", "0"], "--sizes entries must be integers >= 1"),
 ])

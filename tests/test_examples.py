@@ -77,3 +77,12 @@ def test_torch_train(tmp_path, monkeypatch, capsys):
     losses = [float(v) for v in re.findall(r"final loss ([0-9.]+)", out)]
     assert len(losses) == 2
     assert abs(losses[0] - losses[1]) <= 1e-4 * losses[0]
+
+
+def test_low_precision(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    out_dir, out = run_example("low_precision", tmp_path, monkeypatch, capsys)
+    assert_pngs(out_dir, ["low_precision.png"])
+    rows = {tuple(line.split()[:3]) for line in out.splitlines()[1:] if line.startswith(("adam", "momentum"))}
+    assert ("adam", "int8", "int8") in rows and ("momentum", "bfloat16", "bfloat16") in rows
+    assert ("adamw", "float32", "float32") in rows

@@ -291,6 +291,20 @@ def test_small_buffers_keep_float32_state_under_int8():
     assert big.state[0]["exp_avg"].dtype == np.uint8
 
 
+def test_int8_with_a_stateless_step_keeps_no_state_and_steps():
+    # SGD without momentum has no state to quantize: it steps as with float32 (once failed with
+    # "block-float state needs 1 to 4 states, got 0"), and gains 8-bit momentum when momentum is set.
+    n = 5000
+    p, g = np.ones(n, np.float32), np.full(n, 0.5, np.float32)
+    opt = fastopt.SGD([(p, g)], lr=0.1, state_dtype="int8")
+    opt.step()
+    np.testing.assert_array_equal(p, np.float32(1.0) - np.float32(0.1) * np.float32(0.5))
+    assert set(opt.state[0]) == {"step"}
+    opt.param_groups[0]["momentum"] = 0.9
+    opt.step()
+    assert opt.state[0]["momentum_buffer"].dtype == np.uint8
+
+
 @pytest.mark.parametrize("state_dtype", ["bfloat16", "int8"])
 def test_stochastic_rounding_is_reproducible_from_the_seed(state_dtype):
     runs = [_trained(state_dtype, rounding_seed=seed, stochastic_rounding=True)[1] for seed in (3, 3, 4)]

@@ -31,6 +31,10 @@ targets
     The project's speed targets and which results meet them.
 report
     Text, markdown, JSON and PNG output.
+accuracy
+    Not timing: how low-precision optimizer states (``state_dtype``) change
+    results with the real kernels (a noisy quadratic, the NumPy MLP), and
+    what state each optimizer allocated (``bench/state_dtype_accuracy.py``).
 """
 
 from .cold import measure_cold_start

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASETS", "PRESETS", "available_presets", "SCHEDULE_NAMES", "Dataset", "TrainResult",
     "add_common_arguments", "check_positive", "divergence_warning", "load_dataset", "make_optimizer",
-    "make_schedule", "preset_lr", "preset_name", "run_setup", "schedule_name", "steps_per_epoch", "train", "warm_up",
+    "make_schedule", "preset_lr", "preset_name", "run_setup", "schedule_name", "state_dtype_names", "steps_per_epoch",
+    "train", "warm_up",
 ]
 
 #: Optimizer presets for the MLPs here: registry name and hyperparameters.
@@ -111,6 +112,31 @@ def preset_lr(name: str) -> float:
 
     registry_name, hyper = available_presets()[preset_name(name)]
     return float(hyper.get("lr", SPECS[registry_name].defaults["lr"]))
+
+
+#: Other spellings accepted for state dtypes on the command line.
+STATE_DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "f32": "float32", "fp64": "float64",
+                       "f64": "float64"}
+
+
+def state_dtype_names(text: str, option: str = "--state-dtypes") -> list[str]:
+    """The state dtypes of a comma-separated list (in order, each once); ValueError
+    naming `option` and the choices for an unknown or empty one."""
+    from .._precision import STATE_DTYPES
+
+    names: list[str] = []
+    for item in str(text).split(","):
+        key = item.strip().lower()
+        if not key:
+            continue
+        key = STATE_DTYPE_ALIASES.get(key, key)
+        if key not in STATE_DTYPES:
+            raise ValueError(f"{option}: unknown state dtype {item.strip()!r}; choose from {', '.join(STATE_DTYPES)}")
+        if key not in names:
+            names.append(key)
+    if not names:
+        raise ValueError(f"{option} must name at least one of {', '.join(STATE_DTYPES)}")
+    return names
 
 
 def schedule_name(name: str) -> str:
@@ -247,11 +273,14 @@ def steps_per_epoch(n_samples: int, batch_size: int) -> int:
 
 def warm_up(optimizer: Any, params: Any) -> None:
     """Compile (or load from the cache) the kernels `optimizer` will use, on a
-    throw-away buffer with the layout of `params` (a FlatParams), so that
-    timed steps exclude compilation."""
+    throw-away buffer with the layout of `params` (a FlatParams) and the same
+    state storage (``state_dtype``), so that timed steps exclude compilation."""
     from ..params import FlatParams
 
     hyper = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    precision = getattr(optimizer, "precision", None)
+    if precision is not None:  # the same state codec, so the same kernel
+        hyper.update(state_dtype=precision.state_dtype, stochastic_rounding=precision.stochastic_rounding)
     dummy = FlatParams(params.shapes, dtype=params.dtype)
     type(optimizer)(dummy, **hyper).step()
 
