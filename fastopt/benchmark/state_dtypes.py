@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .._precision import MASTER
 from ..backends import cpu
 from ..backends.blockfloat import BLOCK, MIN_ELEMENTS, blocks
 from ..backends.codecs import BFLOAT16
@@ -69,12 +70,14 @@ def bytes_per_element(name: str, h: dict, n: int, dtype: DTypeLike, state_dtype:
 
 def state_bytes_per_parameter(optimizer: Any) -> float:
     """Bytes of optimizer state per parameter that ``optimizer`` (a fastopt
-    optimizer) really allocated: every state array and block scale, counted
-    from the arrays."""
-    total = sum(a.nbytes for s in optimizer.state.values() for key, a in s.items()
-                if isinstance(a, np.ndarray) and key != "step")
+    optimizer) really allocated, counted from the arrays: every state array
+    and block scale (see :func:`.accuracy.state_summary`) plus the float32
+    master copy of bfloat16 params."""
+    from .accuracy import state_summary
+
     params = sum(b.p.size for plan in optimizer._plans for b in plan.buffers)
-    return total / params
+    master = sum(entry[MASTER].nbytes for entry in optimizer.state.values() if MASTER in entry)
+    return state_summary(optimizer, params)[1] + master / params
 
 
 def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, state_dtype: str) -> Contender:
