@@ -86,12 +86,21 @@ def write_npz_atomic(path: str | os.PathLike[str], arrays: dict, meta: dict) -> 
     over ``path``, then the folder flushed so that the rename is durable too.
     Read it back with :func:`read_npz`."""
     path = Path(path)
-    payload = json.dumps(meta, default=_json_default).encode()
+    payload = json.dumps(meta, default=json_default).encode()
     arrays = {**arrays, _META: np.frombuffer(payload, dtype=np.uint8)}
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def write_atomic(path: Path, write: Any, binary: bool = True) -> None:
+    """Write ``path`` all or nothing: ``write(file)`` fills a temporary file in
+    the same folder, which is flushed to disk and renamed over ``path`` (then
+    the folder entry is flushed too); on any error the temporary file is
+    removed and ``path`` is untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -99,7 +108,15 @@ def write_npz_atomic(path: str | os.PathLike[str], arrays: dict, meta: dict) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
-    return path
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``' ``default`` for checkpoint metadata: NumPy scalars and tuples."""
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"checkpoint metadata cannot hold {type(value).__name__}")
 
 
 def fsync_folder(folder: str | os.PathLike[str]) -> None:
@@ -114,14 +131,6 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"checkpoint metadata cannot hold {type(value).__name__}")
 
 
 def read_npz(path: str | os.PathLike[str], what: str = "fastopt checkpoint") -> tuple[dict, dict]:

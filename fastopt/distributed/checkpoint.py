@@ -24,14 +24,12 @@ naming the file and what is wrong, on every rank, before anything changes.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, fsync_folder, read_npz, write_npz_atomic
+from ..checkpoint import CheckpointError, json_default, read_npz, write_atomic, write_npz_atomic
 from . import _mpi
 
 FORMAT = "fastopt-sharded-checkpoint"
@@ -129,26 +127,8 @@ def _write_range(optimizer) -> tuple[int, int]:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    text = json.dumps(obj, indent=1, default=_json_default)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"checkpoint metadata cannot hold {type(value).__name__}")
+    text = json.dumps(obj, indent=1, default=json_default)
+    write_atomic(path, lambda f: f.write(text), binary=False)
 
 
 # -- reading ---------------------------------------------------------------------
