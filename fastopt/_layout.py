@@ -176,7 +176,7 @@ def lay_out_chain(opt, chain: Chain, plan, hyper, variant) -> None:
             return e
 
         ensure_flat(backend, chain, opt.state, "ema", ema)
-    blockwise = precision.blockwise(chain.p.size)
+    blockwise = precision.blockwise(chain.p.size) and bool(variant.state_names)  # no state: nothing to block
     if blockwise and any(a % BLOCK for a in chain.starts):
         raise ValueError(f"state_dtype='int8' needs every tensor of a ParamChain to start on a multiple of {BLOCK} "
                          "elements (8-bit blocks must not straddle two tensors)")

@@ -8,6 +8,7 @@ import contextlib
 import inspect
 import math
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -339,6 +340,7 @@ class Optimizer:
             non-finite gradient made it skip).
         """
         self._refresh_plans()
+        active = self._checked_active(active)
         if self.accumulate > 1:
             self._pending += 1
             if self._pending < self.accumulate:
@@ -346,8 +348,6 @@ class Optimizer:
             self._pending = 0
             grad_scale /= self.accumulate
         policy = nonfinite or self.nonfinite
-        if active is not None:
-            active = set(active)
         if self._device is not None and policy != "raise":
             if active is not None and len(active) < len(self.state):
                 raise ValueError("active= (skipping params) is not available with device-resident steps")
@@ -379,6 +379,25 @@ class Optimizer:
             else:
                 self._launch_runs(k, plan, (sign, *wrappers), active, keyed)
         return True
+
+    def _checked_active(self, active) -> set | None:
+        """``active`` as a set of keys of ``state``; TypeError/ValueError naming
+        it (before anything changes) when it is not a collection of those keys."""
+        if active is None:
+            return None
+        if isinstance(active, (str, bytes, dict)) or not isinstance(active, Iterable):
+            raise TypeError(f"active must be a collection of param keys (the int keys of optimizer.state) "
+                            f"or None, got {type(active).__name__}")
+        keys = set()
+        for key in active:
+            if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)):
+                raise TypeError(f"active must hold param keys (the int keys of optimizer.state), not a mask or "
+                                f"other values; got {key!r}")
+            if int(key) not in self.state:
+                raise ValueError(f"active holds {key!r}, which is not a param key of this optimizer "
+                                 f"(keys {min(self.state)}..{max(self.state)})")
+            keys.add(int(key))
+        return keys
 
     def _full_launcher(self, k: int, plan: GroupPlan, chain):
         chain.full = self._launcher(k, plan, chain, 0, len(chain.buffers))

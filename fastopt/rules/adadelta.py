@@ -16,7 +16,12 @@ def adadelta(p, g, s, c):
     sq, acc = s
     g = g + c.l2 * p
     sq = c.rho * sq + c.one_minus_rho * g * g
-    delta = math.sqrt(acc + c.eps) / math.sqrt(sq + c.eps) * g
+    # One square root of the quotient, not a quotient of square roots: under
+    # the kernels' arcp fast-math, x / sqrt(y) compiles to a reciprocal
+    # square root estimate plus a Newton step, with different estimate
+    # instructions in vectorised loop bodies and scalar tails, which made the
+    # bits depend on the element's position in a launch (and on the thread count).
+    delta = math.sqrt((acc + c.eps) / (sq + c.eps)) * g
     acc = c.rho * acc + c.one_minus_rho * delta * delta
     return p - c.lr * delta, (sq, acc)
 
