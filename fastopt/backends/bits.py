@@ -299,10 +299,17 @@ def _noise_impl(keys, i, slot):
     return impl
 
 
+BUFFERS_PER_GROUP = 1 << 20
+"""Buffer keys per param group that get distinct stream seeds (the optimizer
+keys tensor ``i`` of chain ``c`` as ``c * 4096 + i``)."""
+
+
 def buffer_seed(seed: int, group: int, buffer: int) -> int:
     """The stream seed of buffer ``buffer`` of param group ``group``: ``seed``
-    itself for the first buffer of the first group, distinct for the others."""
-    return (int(seed) + GOLDEN * (group * 1024 + buffer)) & 0xFFFFFFFF
+    itself for the first buffer of the first group, distinct for the others
+    (for ``group < 4096`` and ``buffer < BUFFERS_PER_GROUP``: GOLDEN is odd,
+    so the multiplication is a bijection modulo 2**32)."""
+    return (int(seed) + GOLDEN * (group * BUFFERS_PER_GROUP + buffer)) & 0xFFFFFFFF
 
 
 def split(value: int) -> tuple[float, float]:

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import types
 
-from ..bits import GOLDEN
+from ..bits import BUFFERS_PER_GROUP, GOLDEN
 from ..codecs import load_value
 from ..cpu_loops import HEAD
 from .arrays import stream_of
@@ -157,7 +157,7 @@ def prologue_source(spec, guarded: bool):
                 values[k, 2] = decay
                 values[k, 3] = keep
                 # the host's buffer_seed(seed, group, k), and the step, as halves
-                row_seed = (np.uint64(seed) + np.uint64(GOLDEN) * (np.uint64(group) * np.uint64(1024)
+                row_seed = (np.uint64(seed) + np.uint64(GOLDEN) * (np.uint64(group) * np.uint64(BUFFERS_PER_GROUP)
                                                                    + np.uint64(k))) & np.uint64(0xFFFFFFFF)
                 values[k, 4] = np.float64(row_seed & np.uint64(0xFFFF))
                 values[k, 5] = np.float64(row_seed >> np.uint64(16))
