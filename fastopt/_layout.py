@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._precision import MASTER, SCALE, allocate, allocate_blocks
+from ._precision import MASTER, SCALE, allocate, allocate_blocks, allocate_state
 from .backends.blockfloat import BLOCK
 from .backends.codecs import BFLOAT16, bfloat16_to_float32
 
@@ -204,15 +204,9 @@ def _lay_out_single(opt, chain: Chain, backend, hyper, variant) -> None:
     """A buffer of its own: its state entries are the flat arrays."""
     spec, precision = opt.spec, opt.precision
     b, st = chain.buffers[0], chain.entries[0]
-    blockwise = precision.blockwise(b.p.size)
     for name in variant.state_names:
         if name not in st:
-            fill = spec.state_fill.get(name)
-            fill = fill(hyper) if fill else 0.0
-            if blockwise:
-                st[name], st[name + SCALE] = allocate_blocks(backend, b.p.size, precision.format(name, spec), fill)
-            else:
-                st[name] = allocate(backend, b.p.size, precision.storage_dtype(name, b.p.dtype, spec), fill)
+            st.update(allocate_state(backend, precision, spec, hyper, name, b.p.size, b.p.dtype))
     chain.flat = {name: st[name] for name in st if name != "step" and not isinstance(st[name], (int, float))}
 
 
@@ -234,31 +228,52 @@ def launcher(opt, plan, chain: Chain, i: int, j: int, device_row=None):
     g = cut(chain.g)
     mirror = cut(chain.p) if bf16 else None
     ema = cut(chain.flat["ema"]) if opt.ema_decay is not None else None
-    options = {"mirror": mirror, "mirror_rounding": precision.mirror_rounding}
-    if device_row is not None:
-        options["device_values"] = device_row
     names = variant.state_names
+    scales = None
+    segments = None
     if names and precision.blockwise(chain.p.size):  # a stateless step (SGD without momentum) has no blocks
-        codes, scales = [], []
+        codes, block_scales = [], []
         for name in names:
             c, s = (chain.flat[name], chain.flat[name + SCALE]) if whole else _block_view(
                 chain.flat[name], chain.flat[name + SCALE], a, b)
             codes.append(c)
-            scales.append(s)
-        formats = tuple(precision.format(name, spec) for name in names)
-        options.pop("device_values", None)
-        found = backend.blockwise_launcher(variant.rule, spec.record, p, g, tuple(codes), tuple(scales), ema,
-                                          formats=formats, **options)
+            block_scales.append(s)
+        states, scales = tuple(codes), tuple(block_scales)
     else:
         states = tuple(cut(chain.flat[name]) for name in names)
-        options["roundings"] = tuple(precision.rounding(name, spec) for name in names)
         if spec.segmented is not None:
             if whole:
                 segments = chain.buffers[0].segments
             else:
                 segments = tuple((chain.starts[m] - a, chain.stops[m] - a) for m in range(i, j))
-            found = backend.segmented_launcher(spec.segmented, spec.record, p, g, states, ema, segments, **options)
-        else:
-            found = backend.elementwise_launcher(variant.rule, spec.record, p, g, states, ema, **options)
+    found = kernel_launcher(backend, spec, variant, precision, p, g, states, scales, ema, segments, mirror,
+                            device_row)
     chain.launchers[key] = found
     return found
+
+
+def kernel_launcher(backend, spec, variant, precision, p, g, states: tuple, scales: tuple | None = None, ema=None,
+                    segments=None, mirror=None, device_row=None):
+    """``launch(values)``: the kernel of ``variant`` over flat buffers, shared
+    by the optimizer and :mod:`fastopt.functional`.
+
+    ``states`` are the state storages in ``variant.state_names`` order, or,
+    with ``scales`` (one block-scale array per state), their 8-bit codes: the
+    blockwise kernel, formats from the states' roles. Otherwise each state
+    rounds as ``precision.rounding`` says for its role, and a per-tensor rule
+    (LAMB) runs its two-pass driver over ``segments`` (None: one tensor).
+    ``mirror`` is the bfloat16 params written from a float32 master ``p``;
+    ``device_row`` the device-resident values of a capturable GPU step.
+    """
+    names = variant.state_names
+    options = {"mirror": mirror, "mirror_rounding": precision.mirror_rounding}
+    if scales is not None:
+        formats = tuple(precision.format(name, spec) for name in names)
+        return backend.blockwise_launcher(variant.rule, spec.record, p, g, states, scales, ema, formats=formats,
+                                          **options)
+    if device_row is not None:
+        options["device_values"] = device_row
+    options["roundings"] = tuple(precision.rounding(name, spec) for name in names)
+    if spec.segmented is not None:
+        return backend.segmented_launcher(spec.segmented, spec.record, p, g, states, ema, segments, **options)
+    return backend.elementwise_launcher(variant.rule, spec.record, p, g, states, ema, **options)

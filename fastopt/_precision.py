@@ -68,9 +68,8 @@ class Precision:
 
     def check_params(self, bfloat16_params: bool, spec=None) -> None:
         """Raise when the options do not fit the params' dtype or the optimizer."""
-        if self.state_dtype == "int8" and spec is not None and spec.segmented is not None:
-            raise ValueError(f"state_dtype='int8' is not available for {spec.class_name}: its two-pass step "
-                             "needs each element's state twice; use state_dtype='bfloat16'")
+        if spec is not None:
+            self.check_spec(spec)
         if self.master_weights is True and not bfloat16_params:
             raise ValueError("master_weights=True is for bfloat16 params (the optimizer then keeps a float32 "
                              "master copy); these params are float32/float64 already")
@@ -80,6 +79,12 @@ class Precision:
         if self.stochastic_rounding and self.state_dtype not in ("bfloat16", "int8") and not bfloat16_params:
             raise ValueError("stochastic_rounding=True needs state_dtype='bfloat16' (or bfloat16 params): "
                              "float32 and float64 storage does not round")
+
+    def check_spec(self, spec) -> None:
+        """Raise when the state storage does not fit the optimizer (LAMB has no 8-bit states)."""
+        if self.state_dtype == "int8" and spec.segmented is not None:
+            raise ValueError(f"state_dtype='int8' is not available for {spec.class_name}: its two-pass step "
+                             "needs each element's state twice; use state_dtype='bfloat16'")
 
     def blockwise(self, size: int) -> bool:
         """Whether a buffer of ``size`` elements keeps 8-bit block-float state
@@ -141,6 +146,19 @@ def allocate(backend, n: int, dtype, fill: float = 0.0):
     dtype = np.dtype(dtype)
     raw = from_numbers(np.array([fill], np.float64), dtype)[0] if fill else 0
     return backend.zeros(n, dtype, raw)
+
+
+def allocate_state(backend, precision: Precision, spec, hyper, name: str, n: int, param_dtype) -> dict:
+    """The fresh entries of state ``name`` for a buffer of ``n`` elements of
+    ``param_dtype``, holding the optimizer's initial value (``spec.state_fill``,
+    from the hyperparameter record ``hyper``; else zeros): ``{name: storage}``,
+    or ``{name: codes, name + SCALE: scales}`` for 8-bit block floats."""
+    fill = spec.state_fill.get(name)
+    fill = fill(hyper) if fill else 0.0
+    if precision.blockwise(n):
+        codes, scales = allocate_blocks(backend, n, precision.format(name, spec), fill)
+        return {name: codes, name + SCALE: scales}
+    return {name: allocate(backend, n, precision.storage_dtype(name, param_dtype, spec, n), fill)}
 
 
 def saved(array: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from ._guard import NONFINITE_POLICIES, NonFiniteGradientError, guarded_scale
 from ._layout import chains_of, launcher, lay_out_chain
 from ._plan import ALL, GroupPlan, ParamGroup, ParamGroups, hyperparameters, refresh
 from ._precision import MASTER, Precision
-from .backends.bits import buffer_seed, split
+from .backends.bits import stream_values
 from .backends.codecs import BFLOAT16, bfloat16_to_float32, float32_to_bfloat16
 from .rules import SPECS, Spec
 
@@ -433,8 +433,7 @@ class Optimizer:
                 if last is None or last[0] != step or last[1] != carry:
                     record, new_carry = coefficients(plan.hyper, step, carry)
                     last = (step, carry, record, new_carry)
-                keys = (*split(buffer_seed(seed, k, chain_index * 4096 + i)), *split(step)) if keyed else (
-                    0.0, 0.0, 0.0, 0.0)
+                keys = stream_values(seed, k, chain_index * 4096 + i, step) if keyed else (0.0, 0.0, 0.0, 0.0)
                 for entry in chain.entries[i:j]:
                     entry["step"] = step
                     entry.update(zip(names, last[3]))

@@ -318,6 +318,15 @@ def split(value: int) -> tuple[float, float]:
     return float(value & 0xFFFF), float(value >> 16)
 
 
+def stream_values(seed: int, group: int, buffer: int, step: int) -> tuple[float, float, float, float]:
+    """The launch values ``(seed_low, seed_high, step_low, step_high)`` that key
+    the random bits of stochastic rounding for buffer ``buffer`` of param group
+    ``group`` at step ``step`` (see :func:`buffer_seed`). Buffer 0 of group 0
+    is what :mod:`fastopt.functional` uses: the same bits as an optimizer over
+    that one buffer."""
+    return (*split(buffer_seed(seed, group, buffer)), *split(step))
+
+
 __all__ = ["bfloat16_to_float", "bits_float", "buffer_seed", "float_bits", "float_to_bfloat16",
            "float_to_bfloat16_stochastic", "float_to_bfloat16_up", "halves", "mix32", "noise", "split", "stream_key",
-           "stream_keys"]
+           "stream_keys", "stream_values"]

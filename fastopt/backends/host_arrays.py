@@ -55,11 +55,14 @@ def to_ndarray(obj, what: str) -> np.ndarray:
     return np.asarray(obj)
 
 
-def flat_view(array: np.ndarray, what: str, *, writeable: bool = True, bfloat16: bool = False) -> np.ndarray:
+def flat_view(array: np.ndarray, what: str, *, writeable: bool = True, bfloat16: bool = False,
+              codes: bool = False) -> np.ndarray:
     """A 1-D view of a contiguous float32/float64 array; raises otherwise.
     With ``bfloat16`` the array holds bfloat16 bits (uint16, from
-    :func:`bfloat16_bits`) and is accepted as such."""
-    if not (bfloat16 and array.dtype == BFLOAT16_BITS) and array.dtype not in SUPPORTED_DTYPES:
+    :func:`bfloat16_bits`) and is accepted as such; with ``codes``, 8-bit
+    block-float codes (uint8)."""
+    accepted = (bfloat16 and array.dtype == BFLOAT16_BITS) or (codes and array.dtype == np.uint8)
+    if not accepted and array.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"{what} has dtype {array.dtype}; fastopt supports float32, float64 and bfloat16 "
                         "(ml_dtypes.bfloat16 arrays, torch bfloat16 tensors)")
     if writeable and not array.flags.writeable:
