@@ -156,3 +156,25 @@ def test_cli_bench_cuda_without_a_gpu_says_so(capsys):
 def test_cli_bench_cuda_rejects_cpu_only_options(capsys):
     assert main(["bench", "--device", "cuda", "--cold", "--no-plot"]) == 2
     assert "CPU-only" in capsys.readouterr().err
+
+
+def test_lamb_moves_its_two_passes_bytes():
+    h = hyperparameters("lamb")
+    assert roofline.traffic("lamb", h) == (7, 3)  # p, g, m, v + p, m, v read; m, v + p written
+    assert roofline.bytes_per_step("lamb", h, 1, "float32") == 40
+
+
+@pytest.mark.parametrize("serial_below", [0, 2**62])
+def test_two_pass_twin_reads_and_writes_what_lamb_does(serial_below):
+    n = 300
+    rng = np.random.default_rng(5)
+    p0, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    twin = roofline.twin_contender("lamb", hyperparameters("lamb"), p0, g)
+    # The kernel the twin runs, on known values:
+    p = p0.copy()
+    m, v = np.full(n, 2.0, np.float32), np.full(n, 3.0, np.float32)
+    roofline._two_pass_twin(p, g, (m, v), serial_below)
+    np.testing.assert_array_equal(m, 3.0)  # pass one: the states rotate ...
+    np.testing.assert_array_equal(v, p0 + g + np.float32(2.0))  # ... and read p, g and the first state
+    np.testing.assert_array_equal(p, p0 + m + v)  # pass two: p from p and every state
+    twin.run(2)  # the contender itself runs

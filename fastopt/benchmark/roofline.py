@@ -21,7 +21,9 @@ from numpy.typing import DTypeLike
 
 from ..backends import cpu, cpu_loops
 from ..backends.blockfloat import BLOCK
+from ..backends.host_arrays import aligned_zeros
 from ..config import element_jit, loop_jit
+from ..rules import SPECS
 from ..rules._spec import coefficient_record
 from .problems import aligned_copy, state_names
 from .timing import Contender
@@ -60,10 +62,19 @@ TWIN_RULES = (_twin0, _twin1, _twin2, _twin3)
 """Twin rule by number of state arrays."""
 
 
+def two_passes(name: str) -> bool:
+    """Whether optimizer ``name`` steps in two passes (a per-tensor rule: LAMB)."""
+    return SPECS[name].segmented is not None
+
+
 def traffic(name: str, h: dict) -> tuple[int, int]:
     """(arrays read, arrays written) by one step of optimizer ``name``:
-    param, grad and every state read; param and every state written."""
+    param, grad and every state read; param and every state written. A
+    two-pass step (LAMB) reads param, grad and the states, writes the states,
+    then reads param and the states again and writes param."""
     k = len(state_names(name, h))
+    if two_passes(name):
+        return 3 + 2 * k, 1 + k
     return 2 + k, 1 + k
 
 
@@ -95,19 +106,63 @@ def twin_step(p: np.ndarray, g: np.ndarray, states: tuple, serial_below: int | N
     kernel(p, g, tuple(states), None, None, TWIN_VALUES, threshold)
 
 
-def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> Contender:
-    """The roofline twin of optimizer ``name`` as a timed contender."""
+def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray,
+                   state_dtype: DTypeLike | None = None) -> Contender:
+    """The roofline twin of optimizer ``name`` as a timed contender (states of
+    ``state_dtype``, default the params'; uint16 for bfloat16 bits)."""
     k = len(state_names(name, h))
     p = aligned_copy(p0)
-    states = tuple(aligned_copy(p0) for _ in range(k))
-    launch = cpu.CPU.elementwise_launcher(TWIN_RULES[k], TwinCoefficients, p, g, states, None)
+    states = tuple(aligned_zeros(p0.size, state_dtype or p0.dtype) for _ in range(k))
+    if two_passes(name):
+        threshold = cpu.threshold_for(p.size)
 
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            launch(TWIN_VALUES)
+        def run(steps: int) -> None:
+            for _ in range(steps):
+                _two_pass_twin(p, g, states, threshold)
+    else:
+        launch = cpu.CPU.elementwise_launcher(TWIN_RULES[k], TwinCoefficients, p, g, states, None)
+
+        def run(steps: int) -> None:
+            for _ in range(steps):
+                launch(TWIN_VALUES)
 
     reads, writes = traffic(name, h)
     return Contender("roofline", run, f"roofline twin ({reads} reads + {writes} writes per element, no math)")
+
+
+@element_jit
+def _first_pass(i: int, p: np.ndarray, g: np.ndarray, states: tuple) -> None:
+    last = len(states) - 1
+    first = states[0][i]
+    for k in range(last):
+        states[k][i] = states[k + 1][i]
+    states[last][i] = p[i] + g[i] + first
+
+
+@element_jit
+def _second_pass(i: int, p: np.ndarray, states: tuple) -> None:
+    total = p[i]
+    for k in range(len(states)):
+        total += states[k][i]
+    p[i] = total
+
+
+@loop_jit()
+def _two_pass_twin(p: np.ndarray, g: np.ndarray, states: tuple, serial_below: int) -> None:
+    # The bytes of a two-pass step (LAMB): p, g and the states read, the states
+    # written; then p and the states read, p written. Unsigned indices, as the
+    # optimizer loops.
+    n = p.size
+    if n < serial_below:
+        for i in range(n):
+            _first_pass(np.uint64(i), p, g, states)
+        for i in range(n):
+            _second_pass(np.uint64(i), p, states)
+    else:
+        for i in prange(n):
+            _first_pass(np.uint64(i), p, g, states)
+        for i in prange(n):
+            _second_pass(np.uint64(i), p, states)
 
 
 @element_jit

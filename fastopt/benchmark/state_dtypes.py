@@ -31,8 +31,9 @@ from ..backends.codecs import BFLOAT16
 from ..backends.host_arrays import aligned_zeros
 from ..optim import OPTIMIZERS
 from ..rules import SPECS
+from . import roofline
 from .problems import aligned_copy, state_names
-from .roofline import TWIN_RULES, TWIN_VALUES, TwinCoefficients, byte_twin_step
+from .roofline import byte_twin_step
 from .timing import Contender
 
 LOW_PRECISION = ("bfloat16", "int8")
@@ -62,10 +63,12 @@ def state_itemsize(state_dtype: str | None, n: int, param_itemsize: int) -> floa
 
 def bytes_per_element(name: str, h: dict, n: int, dtype: DTypeLike, state_dtype: str | None) -> float:
     """Bytes one step moves per element: param read and written, grad read,
-    every state read and written."""
+    every state read and written (a two-pass step reads param and states once
+    more, see :func:`.roofline.traffic`)."""
     itemsize = np.dtype(dtype).itemsize
     k = len(state_names(name, h))
-    return 3 * itemsize + 2 * k * state_itemsize(state_dtype, n, itemsize)
+    accesses = 3 if roofline.two_passes(name) else 2  # of the param, and of each state
+    return (accesses + 1) * itemsize + accesses * k * state_itemsize(state_dtype, n, itemsize)
 
 
 def state_bytes_per_parameter(optimizer: Any) -> float:
@@ -84,8 +87,8 @@ def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, state_dtyp
     """The roofline twin of ``name`` with ``state_dtype`` states (see the module docs)."""
     k = len(state_names(name, h))
     n = p0.size
-    p = aligned_copy(p0)
     if state_dtype == "int8" and n >= MIN_ELEMENTS:
+        p = aligned_copy(p0)
         nb = blocks(n)
         codes = tuple(aligned_zeros(nb * BLOCK, np.uint8) for _ in range(k))
         scales = tuple(np.ones(nb, np.float32) for _ in range(k))
@@ -95,18 +98,10 @@ def twin_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray, state_dtyp
             for _ in range(steps):
                 byte_twin_step(p, g, codes, scales, threshold)
 
-        label = f"8-bit twin (p, g, {k} code arrays and block scales; no quantization)"
-    else:
-        dtype = BFLOAT16 if state_dtype == "bfloat16" else p0.dtype
-        states = tuple(aligned_zeros(n, dtype) for _ in range(k))
-        launch = cpu.CPU.elementwise_launcher(TWIN_RULES[k], TwinCoefficients, p, g, states, None)
-
-        def run(steps: int) -> None:
-            for _ in range(steps):
-                launch(TWIN_VALUES)
-
-        label = f"{'bfloat16' if state_dtype == 'bfloat16' else p0.dtype.name} twin ({k} state arrays, no math)"
-    return Contender("roofline", run, label)
+        return Contender("roofline", run, f"8-bit twin (p, g, {k} code arrays and block scales; no quantization)")
+    twin = roofline.twin_contender(name, h, p0, g, BFLOAT16 if state_dtype == "bfloat16" else p0.dtype)
+    kind = "bfloat16" if state_dtype == "bfloat16" else p0.dtype.name
+    return Contender("roofline", twin.run, f"{kind} twin ({k} state arrays, no math)")
 
 
 def float32_states_contender(name: str, h: dict, p0: np.ndarray, g: np.ndarray) -> Contender:
