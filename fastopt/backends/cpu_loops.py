@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-from ..config import element_jit, loop_jit
+from ..config import element_jit, loop_jit, reduction_jit
 from .bits import noise, stream_keys
 from .cache import enable_cache, function_key
 from .codecs import MAX_STATES, load_states, load_value, rounds, states_storer, store_value, value_storer
@@ -125,36 +125,17 @@ def _build_elementwise(rule, record, roundings, mirror_rounding):
     return kernel
 
 
-@element_jit
-def fixed_order_sum_of_squares(x, n):
-    """float64 sum of squares of ``x[:n]`` in a fixed order: eight lanes
-    (element i goes to lane i % 8), then the lanes pairwise. No reassociation
-    is needed for the lanes to run as SIMD registers, so the bits never depend
-    on the compiler's choices between the serial and the parallel loop."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    n8 = n // 8
-    for j in range(n8):
-        i = 8 * j
-        y0 = np.float64(x[i])
-        y1 = np.float64(x[i + 1])
-        y2 = np.float64(x[i + 2])
-        y3 = np.float64(x[i + 3])
-        y4 = np.float64(x[i + 4])
-        y5 = np.float64(x[i + 5])
-        y6 = np.float64(x[i + 6])
-        y7 = np.float64(x[i + 7])
-        a0 += y0 * y0
-        a1 += y1 * y1
-        a2 += y2 * y2
-        a3 += y3 * y3
-        a4 += y4 * y4
-        a5 += y5 * y5
-        a6 += y6 * y6
-        a7 += y7 * y7
-    for i in range(8 * n8, n):
-        y0 = np.float64(x[i])
-        a0 += y0 * y0
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+@reduction_jit()
+def block_sum_of_squares(x, n):
+    """float64 sum of squares of ``x[:n]`` (one fixed block). It may
+    reassociate within the block (:data:`fastopt.config.REDUCTION_FASTMATH`),
+    so it vectorises; the bits depend only on the block's values and the
+    compiled code, never on which thread runs it or how many there are."""
+    total = 0.0
+    for k in range(n):
+        y = np.float64(x[np.uint64(k)])
+        total += y * y
+    return total
 
 
 def segmented_kernel(segmented, record, block: int, roundings: tuple = (), mirror_rounding: str = "nearest"):
@@ -196,7 +177,7 @@ def _build_segmented(segmented, record, block: int, roundings: tuple, mirror_rou
                 # one recomputed from the stored (rounded) states.
                 ri = recompute(pi, load_states(states, i), c)
             r[k] = ri
-        return fixed_order_sum_of_squares(p[lo:hi], hi - lo), fixed_order_sum_of_squares(r, hi - lo)
+        return block_sum_of_squares(p[lo:hi], hi - lo), block_sum_of_squares(r, hi - lo)
 
     @element_jit
     def pass_two(p, states, ema, mirror, t, keys, factor, apply, lo, hi):
