@@ -31,6 +31,9 @@ targets
     The project's speed targets and which results meet them.
 report
     Text, markdown, JSON and PNG output.
+torch_e2e
+    Full training steps of torch models, torch.optim.AdamW against
+    fastopt.torch.AdamW (``fastopt bench --torch-e2e``; needs torch).
 """
 
 from .cold import measure_cold_start
