@@ -235,7 +235,8 @@ def run_torch_e2e(models: str | list[str] | None = None, quick: bool = False, ro
     Parameters
     ----------
     models : str or list of str, optional
-        Names of :data:`MODELS` (comma lists accepted); default all.
+        Names from ``mlp``, ``many``, ``transformer`` (comma lists accepted);
+        default all.
     quick : bool
         Two rounds of one step each after one warm-up step (a smoke run).
     rounds : int, optional
