@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     stem = RESULTS / f"{args.device}-{args.tag}-{datetime.date.today().isoformat()}"
     args.json = args.json or f"{stem}.json"
     args.markdown = args.markdown or f"{stem}.md"
-    if not args.no_plot:
+    if not args.no_plot and not args.torch_e2e:
         args.plot = args.plot or f"{stem}.png"
     return bench.run(args)
 

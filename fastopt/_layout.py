@@ -163,16 +163,16 @@ def lay_out_chain(opt, chain: Chain, plan, hyper, variant) -> None:
     bf16 = chain.p.dtype == BFLOAT16
     compute_dtype = np.float32 if bf16 else chain.p.dtype
     if bf16:
-        def master(size):
+        def master(size):  # the flat arrays may extend past the last tensor (padding): copy up to it
             m = backend.zeros(size, np.float32)
-            backend.copy_(m, bfloat16_to_float32(backend.to_host(chain.p)))
+            backend.copy_(m, bfloat16_to_float32(backend.to_host(chain.p[:size])))
             return m
 
         ensure_flat(backend, chain, opt.state, MASTER, master)
     if opt.ema_decay is not None:
         def ema(size):
             e = backend.zeros(size, compute_dtype)
-            backend.copy_(e, backend.to_host(chain.flat[MASTER] if bf16 else chain.p))
+            backend.copy_(e, backend.to_host(chain.flat[MASTER] if bf16 else chain.p[:size]))
             return e
 
         ensure_flat(backend, chain, opt.state, "ema", ema)

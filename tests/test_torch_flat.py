@@ -31,6 +31,7 @@ def test_params_and_grads_become_aligned_views_of_one_buffer_per_group_and_dtype
             assert p.untyped_storage().data_ptr() == buffer.data.untyped_storage().data_ptr()
             assert (p.data_ptr() - buffer.data.data_ptr()) % 64 == 0 and start % 16 == 0
             assert buffer.data.data_ptr() % 64 == 0
+        assert buffer.data.numel() % 16 == 0 and 0 <= buffer.data.numel() - buffer.ranges[-1][1] < 16  # padded end
     for p, v in zip((*a.parameters(), *b.parameters()), values):
         assert torch.equal(p.detach(), v)  # same values, same Parameter objects
     assert a.weight.grad is f32.grad_views[0] and torch.equal(a.weight.grad, torch.ones(3, 5))

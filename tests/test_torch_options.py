@@ -82,6 +82,7 @@ def test_int8_state_aligns_tensors_on_256_elements_and_trains():
     model = torch.nn.Sequential(torch.nn.Linear(64, 100), torch.nn.Tanh(), torch.nn.Linear(100, 64))
     opt = ft.Adam(model.parameters(), lr=1e-3, state_dtype="int8")
     assert all(start % 256 == 0 for start, _ in opt._buffers[0].ranges)
+    assert opt._buffers[0].data.numel() % 256 == 0  # the last tensor is padded too
     x = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
     losses = []
     for _ in range(20):
@@ -93,8 +94,107 @@ def test_int8_state_aligns_tensors_on_256_elements_and_trains():
     assert losses[-1] < losses[0]
     sd = opt.state_dict()
     assert sd["state"][0]["exp_avg"].dtype == torch.uint8 and "exp_avg_scale" in sd["state"][0]
-    with pytest.raises(ValueError, match="state_dtype='int8' is not supported yet"):
-        opt.load_state_dict(sd)
+
+
+def _int8_model(seed: int = 0) -> torch.nn.Module:
+    """Two 6144-element weights and two small biases: one flat buffer above
+    the 8-bit threshold (4096 elements)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.Tanh(), torch.nn.Linear(96, 64))
+
+
+def _int8_steps(model, opt, steps: range) -> None:
+    for t in steps:
+        x = torch.randn(32, 64, generator=torch.Generator().manual_seed(t))
+        model.zero_grad()
+        torch.nn.functional.mse_loss(model(x), x.flip(1)).backward()
+        opt.step()
+
+
+def _clone(model: torch.nn.Module) -> torch.nn.Module:
+    twin = _int8_model(seed=99)
+    twin.load_state_dict(model.state_dict())
+    return twin
+
+
+def test_int8_state_dict_resumes_bit_identically():
+    uninterrupted, resumed = _int8_model(), _int8_model()
+    a = ft.AdamW(uninterrupted.parameters(), lr=1e-2, state_dtype="int8", amsgrad=True)
+    b = ft.AdamW(resumed.parameters(), lr=1e-2, state_dtype="int8", amsgrad=True)
+    _int8_steps(uninterrupted, a, range(4))
+    _int8_steps(resumed, b, range(4))
+    saved = b.state_dict()
+    assert saved["state"][0]["exp_avg"].dtype == torch.uint8
+    assert saved["state"][0]["max_exp_avg_sq_scale"].shape == (24,)  # 6144 elements: 24 blocks
+    assert saved["state"][1]["exp_avg"].numel() == 256  # a 96-element bias: one block
+    model = _clone(resumed)
+    c = ft.AdamW(model.parameters(), lr=1e-2, state_dtype="int8", amsgrad=True)
+    broken = {**saved, "state": {k: dict(v) for k, v in saved["state"].items()}}
+    del broken["state"][2]["exp_avg_scale"]
+    with pytest.raises(ValueError, match=r"state\[2\]\['exp_avg'\].*'exp_avg_scale'"):
+        c.load_state_dict(broken)
+    broken["state"][2]["exp_avg_scale"] = saved["state"][2]["exp_avg_scale"][:-1]
+    with pytest.raises(ValueError, match="6144 elements need 6144 codes and 24 float32 scales"):
+        c.load_state_dict(broken)
+    assert not c.state  # nothing loaded
+    c.load_state_dict(saved)
+    for p, q in zip(resumed.parameters(), model.parameters()):
+        for key, value in b.state[p].items():
+            assert torch.equal(c.state[q][key], value), key
+    _int8_steps(uninterrupted, a, range(4, 8))
+    _int8_steps(model, c, range(4, 8))
+    for p, q in zip(uninterrupted.parameters(), model.parameters()):
+        assert torch.equal(p, q)
+        for key, value in a.state[p].items():
+            assert torch.equal(c.state[q][key], value), key
+
+
+def test_torch_float32_state_dict_quantizes_into_int8_and_int8_expands_into_float32():
+    import reference_codecs as R
+
+    model = _int8_model()
+    reference = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    _int8_steps(model, reference, range(3))
+    low_model = _clone(model)
+    low = ft.AdamW(low_model.parameters(), lr=1e-2, state_dtype="int8")
+    low.load_state_dict(reference.state_dict())
+    for p, q in zip(model.parameters(), low_model.parameters()):
+        theirs, ours = reference.state[p], low.state[q]
+        assert float(ours["step"]) == 3.0
+        codes, scales = R.blockfloat_quantize(theirs["exp_avg"].numpy(), R.E4M3, 256, "nearest")
+        assert np.array_equal(ours["exp_avg"].numpy(), codes) and np.array_equal(ours["exp_avg_scale"].numpy(),
+                                                                                 scales)
+        codes, scales = R.encode_second_moment(theirs["exp_avg_sq"].numpy(), 256, "nearest")
+        assert np.array_equal(ours["exp_avg_sq"].numpy(), codes)
+        assert np.array_equal(ours["exp_avg_sq_scale"].numpy(), scales)
+    # fastopt's 8-bit state dict into a float32 fastopt.torch optimizer: the codes are expanded.
+    full_model = _clone(low_model)
+    full = ft.AdamW(full_model.parameters(), lr=1e-2)
+    full.load_state_dict(low.state_dict())
+    for p, q in zip(low_model.parameters(), full_model.parameters()):
+        expected = R.blockfloat_dequantize(low.state[p]["exp_avg"].numpy(), low.state[p]["exp_avg_scale"].numpy(),
+                                           p.numel(), R.E4M3, 256)
+        assert np.array_equal(full.state[q]["exp_avg"].reshape(-1).numpy(), expected)
+    _int8_steps(low_model, low, range(3, 6))  # the quantized state steps on
+    assert all(torch.isfinite(p).all() for p in low_model.parameters())
+
+
+def test_int8_add_param_group_after_a_step_carries_the_8bit_state():
+    model, extra = _int8_model(), torch.nn.Linear(64, 80)
+    twin = _clone(model)
+    opt = ft.AdamW(model.parameters(), lr=1e-2, state_dtype="int8")
+    _int8_steps(model, opt, range(2))
+    before = {p: {k: v.clone() for k, v in opt.state[p].items()} for p in model.parameters()}
+    opt.add_param_group({"params": extra.parameters(), "lr": 1e-3})
+    for p, entry in before.items():
+        for key, value in entry.items():
+            assert torch.equal(opt.state[p][key], value), key
+    reference = ft.AdamW(twin.parameters(), lr=1e-2, state_dtype="int8")
+    _int8_steps(twin, reference, range(2))
+    _int8_steps(model, opt, range(2, 4))
+    _int8_steps(twin, reference, range(2, 4))
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_parameter_ema_and_swap():

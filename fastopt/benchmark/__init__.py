@@ -35,6 +35,12 @@ accuracy
     Not timing: how low-precision optimizer states (``state_dtype``) change
     results with the real kernels (a noisy quadratic, the NumPy MLP), and
     what state each optimizer allocated (``bench/state_dtype_accuracy.py``).
+state_dtypes
+    Low-precision states in the benchmark (``state_dtype=``): byte counts,
+    twins that move those bytes, bitsandbytes' 8-bit Adam as a contender.
+torch_e2e
+    Full training steps of torch models, torch.optim.AdamW against
+    fastopt.torch.AdamW (``fastopt bench --torch-e2e``; needs torch).
 """
 
 from .cold import measure_cold_start

@@ -1,6 +1,7 @@
 """``fastopt bench``: time every optimizer against NumPy, torch.optim and the
 memory-bandwidth limit (the roofline twin), on the CPU or a CUDA GPU; see
-:mod:`fastopt.benchmark`.
+:mod:`fastopt.benchmark`. ``fastopt bench --torch-e2e`` times full training
+steps of torch models instead (:mod:`fastopt.benchmark.torch_e2e`).
 
 Every argument, output path and optional dependency is checked before the
 first timing starts.
@@ -52,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure import time, first step (empty/warm compile cache), cold compile")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    e2e = parser.add_argument_group("end to end (torch models)")
+    e2e.add_argument("--torch-e2e", action="store_true",
+                     help="time full CPU training steps of torch models (forward, backward, step) with "
+                          "torch.optim.AdamW single/foreach/fused and fastopt.torch.AdamW instead (needs "
+                          "fastopt[torch]; takes --models, --quick, --rounds, --json, --markdown)")
+    e2e.add_argument("--models", metavar="NAME,...",
+                     help="with --torch-e2e: models to train, from mlp, many, transformer (default all)")
 
 
 def _plot_path(args: argparse.Namespace) -> str | None:
@@ -89,6 +97,12 @@ def check(args: argparse.Namespace) -> tuple[list[int] | None, str | None]:
     """
     from ..benchmark.runner import get_device, parse_optimizers
 
+    if args.models is not None and not args.torch_e2e:
+        raise ValueError("--models is for --torch-e2e (the models whose training steps it times); add --torch-e2e "
+                         "or drop --models")
+    if args.torch_e2e:
+        _check_torch_e2e(args)
+        return None, None
     sizes = _sizes(args.sizes) if args.sizes else None
     parse_optimizers(args.optimizer)
     if args.rounds is not None and args.rounds < 1:
@@ -106,9 +120,56 @@ def check(args: argparse.Namespace) -> tuple[list[int] | None, str | None]:
     return sizes, plot
 
 
+_NOT_E2E = {"optimizer": "--optimizer", "sizes": "--sizes", "state_dtype": "--state-dtype", "plot": "--plot",
+            "cold": "--cold", "verbose": "--verbose"}
+"""Options of the per-optimizer benchmark that --torch-e2e does not take."""
+
+
+def _check_torch_e2e(args: argparse.Namespace) -> None:
+    """The checks of ``fastopt bench --torch-e2e``, before any work (torch is not imported)."""
+    from ..benchmark import torch_e2e
+
+    given = [flag for key, flag in _NOT_E2E.items() if getattr(args, key)]
+    if args.dtype != "float32":
+        given.append("--dtype")
+    if given:
+        raise ValueError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --torch-e2e "
+                         "(it trains torch models with AdamW in float32); drop "
+                         f"{'it' if len(given) == 1 else 'them'}")
+    if args.device != "cpu":
+        raise ValueError("--torch-e2e times CPU training steps only; drop --device cuda")
+    torch_e2e.parse_models(args.models)
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds must be an integer >= 1, got {args.rounds}")
+    for option in ("json", "markdown"):
+        if getattr(args, option):
+            check_output_path(f"--{option}", getattr(args, option))
+    torch_e2e.require_torch()
+
+
+def _run_torch_e2e(args: argparse.Namespace) -> int:
+    from ..benchmark import torch_e2e
+
+    _check_torch_e2e(args)
+    result = torch_e2e.run_torch_e2e(models=args.models, quick=args.quick, rounds=args.rounds,
+                                     progress=not args.no_progress)
+    print(torch_e2e.to_text(result), end="")
+    written = []
+    if args.json:
+        torch_e2e.write_json(result, args.json)
+        written.append(args.json)
+    if args.markdown:
+        torch_e2e.write_markdown(result, args.markdown)
+        written.append(args.markdown)
+    print(f"wrote {', '.join(written)}" if written else "(--json and --markdown write files)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..benchmark import measure_cold_start, report, run_benchmark
 
+    if args.torch_e2e:
+        return _run_torch_e2e(args)
     sizes, plot = check(args)
     result = run_benchmark(optimizers=args.optimizer, sizes=sizes, dtype=args.dtype, quick=args.quick,
                            device=args.device, progress=not args.no_progress, rounds=args.rounds,

@@ -147,9 +147,7 @@ class FlatBuffer:
         for p in params:
             ranges.append((offset, offset + p.numel()))
             offset += -(-p.numel() // align) * align
-        # No padding after the last tensor: the engine's flat state (EMA, master
-        # copy) spans exactly up to the last tensor's end.
-        total = ranges[-1][1]
+        total = offset  # the last tensor is padded like the others
         self.params, self.labels, self.ranges = params, labels, ranges
         self.ids: list[int] = []
         # Zeros: the gaps between tensors stay zero (a launch covers them).

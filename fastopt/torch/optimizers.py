@@ -278,14 +278,7 @@ class Optimizer(torch.optim.Optimizer):
         spec = spec or self._spec
         old = self._engine
         state_dtype = self._options["state_dtype"]
-        if native is None and old is not None:
-            if state_dtype == "int8" and any(st["step"] for st in old.state.values()):
-                raise ValueError("adding a param group (or switching decoupled_weight_decay) after the first step "
-                                 "is not supported with state_dtype='int8' yet: 8-bit states cannot be carried "
-                                 "into a new engine")
-            carried = None if state_dtype == "int8" else old.state_dict()
-        else:
-            carried = None
+        carried = old.state_dict() if native is None and old is not None else None
         records: list = []
         try:
             group_buffers = list(self._group_buffers)

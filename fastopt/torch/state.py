@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._precision import MASTER
+from .._precision import MASTER, SCALE
 from .._state_io import known_state_names
+from ..backends.blockfloat import BLOCK, blocks
 from ..backends.codecs import BFLOAT16
 from ..rules import SPECS, Spec
 
@@ -168,15 +169,11 @@ def native_state_dict(opt: Any, state_dict: Any, spec: Spec) -> dict:
             id_map[saved_id] = index
             index += 1
         native_groups.append((k, hyper))
-    engine = opt._engine
     known = known_state_names(spec, spec.defaults) | {"step"}
     native_state: dict[int, dict] = {}
     saved_state = state_dict["state"]
     if not isinstance(saved_state, dict):
         raise ValueError("state_dict['state'] must be a dict")
-    if engine is not None and engine.precision.state_dtype == "int8" and any(saved_state.values()):
-        raise ValueError("loading optimizer state into state_dtype='int8' is not supported yet (8-bit states "
-                         "cannot be carried into the engine); load it into a float32 or bfloat16 optimizer")
     for saved_id, entry in saved_state.items():
         if saved_id not in id_map:
             raise ValueError(f"state_dict state has an entry for param {saved_id!r}, which no param group lists")
@@ -188,9 +185,13 @@ def native_state_dict(opt: Any, state_dict: Any, spec: Spec) -> dict:
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
         native_state[opt._eids[index]] = _native_entry(opt, spec, entry, param, known, where)
-    return {"optimizer": spec.name, "state": native_state,
-            "param_groups": [{**hyper, "params": [opt._eids[i] for i in opt._group_indices[k]]}
-                             for k, hyper in native_groups if opt._group_indices[k]]}
+    native = {"optimizer": spec.name, "state": native_state,
+              "param_groups": [{**hyper, "params": [opt._eids[i] for i in opt._group_indices[k]]}
+                               for k, hyper in native_groups if opt._group_indices[k]]}
+    if any(value.dtype == np.uint8 for entry in native_state.values() for value in entry.values()
+           if isinstance(value, np.ndarray)):
+        native["state_dtype"] = "int8"  # 8-bit codes: the engine loads them, or expands them into floats
+    return native
 
 
 def _plain(value: Any) -> Any:
@@ -220,11 +221,34 @@ def _native_entry(opt: Any, spec: Spec, entry: dict, param: torch.Tensor, known:
                 raise ValueError(f"{where}['step'] must be a non-negative integer, got {number!r}")
             out[key] = int(number) if key == "step" else float(number)
             continue
+        if key.endswith(SCALE) or _is_codes(value):
+            out[key] = _block_values(key, entry, param, f"{where}[{key!r}]")
+            continue
         out[key] = _flat_values(opt, spec, key, value, param, f"{where}[{key!r}]")
     if "step" not in out:
         # torch's SGD keeps no step count: a momentum buffer means it has stepped.
         out["step"] = 1 if (spec.name == "sgd" and "momentum_buffer" in out) else 0
     return out
+
+
+def _is_codes(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray)) and value.dtype in (torch.uint8, np.uint8)
+
+
+def _block_values(key: str, entry: dict, param: torch.Tensor, where: str) -> np.ndarray:
+    """An 8-bit state's codes (uint8, whole blocks) or its block scales
+    (``<name>_scale``, float32), flat, as the engine loads them."""
+    name = key[:-len(SCALE)] if key.endswith(SCALE) else key
+    codes, scales = entry.get(name), entry.get(name + SCALE)
+    if not _is_codes(codes) or not isinstance(scales, (torch.Tensor, np.ndarray)):
+        raise ValueError(f"{where}: an 8-bit state needs its uint8 codes in {name!r} and its float32 block "
+                         f"scales in {name + SCALE!r}")
+    codes, scales = (torch.as_tensor(v).detach().to("cpu").reshape(-1) for v in (codes, scales))
+    nb = blocks(param.numel())
+    if codes.numel() != nb * BLOCK or scales.numel() != nb or scales.dtype != torch.float32:
+        raise ValueError(f"{where}: {name!r} holds {codes.numel()} codes and {scales.numel()} {scales.dtype} "
+                         f"scales; {param.numel()} elements need {nb * BLOCK} codes and {nb} float32 scales")
+    return np.ascontiguousarray((scales if key.endswith(SCALE) else codes).numpy())
 
 
 def _flat_values(opt: Any, spec: Spec, key: str, value: Any, param: torch.Tensor, where: str) -> np.ndarray:
