@@ -89,3 +89,18 @@ def test_contention_benchmark_runs_and_records(tmp_path):
     assert [(r["neighbours"], r["threads"]) for r in rows] == [(0, 2), (0, 1), (1, 2), (1, 1)]
     assert all(0 < r["median_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"] for r in rows)
     assert "busy neighbours" in result.stdout
+
+
+@pytest.mark.parametrize("policy,expected", [("", "SPINNING_SERIAL_BELOW"), ("passive", "SLEEPING_SERIAL_BELOW"),
+                                             ("ACTIVE", "SPINNING_SERIAL_BELOW")])
+def test_the_serial_threshold_follows_the_openmp_wait_policy(policy, expected):
+    """Sleeping idle threads take tens of microseconds to wake: under
+    OMP_WAIT_POLICY=PASSIVE the parallel loop starts at a larger size."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    code = (f"from fastopt.backends import cpu; "
+            f"assert cpu.SERIAL_BELOW == cpu.{expected}, (cpu.SERIAL_BELOW, cpu.{expected}); "
+            "assert cpu.SLEEPING_SERIAL_BELOW > cpu.SPINNING_SERIAL_BELOW")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

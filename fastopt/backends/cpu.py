@@ -4,6 +4,8 @@ used by clipping and the non-finite guard."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import prange
 
@@ -13,11 +15,30 @@ from .codecs import BFLOAT16, bfloat16_to_float32, decode, float32_to_bfloat16
 from .host_arrays import aligned_zeros, param_grad_pair
 from .segments import BLOCK, block_plan, normalise_segments
 
-SERIAL_BELOW = 16384
-"""Buffers with fewer elements run the serial loop. Measured on the 2-core
-Xeon (bench/calibrate_threshold.py, results/calibrate-threshold.json): the
-parallel loop wins from 2^14 float32 elements for Adam and Adagrad, 2^15 for
-SGD; below that the thread wake-up (~2-3 us) costs more than it saves."""
+SPINNING_SERIAL_BELOW = 16384
+"""Where the parallel loop starts to win while idle OpenMP threads spin (the
+default wait policy). Measured with bench/calibrate_threshold.py: 2^14 float32
+elements for Adam and Adagrad, 2^15 for SGD on a 2-core Xeon; 2^15 (Adam) and
+2^16 (SGD) on a 2-core EPYC. Below that the wake-up (~2-3 us) costs more than
+the second thread saves."""
+
+SLEEPING_SERIAL_BELOW = 1 << 20
+"""The same crossover under ``OMP_WAIT_POLICY=PASSIVE``, where idle threads
+sleep and waking them costs tens of microseconds per parallel loop: measured
+on the 2-core EPYC, Adam's parallel step ran at 0.38x the serial one at 2^17
+elements, 0.95x at 2^19 and 1.36x at 2^20 (SGD 1.17x at 2^20)."""
+
+
+def default_serial_below() -> int:
+    """:data:`SLEEPING_SERIAL_BELOW` when the environment asks OpenMP's idle
+    threads to sleep (``OMP_WAIT_POLICY=PASSIVE``), else :data:`SPINNING_SERIAL_BELOW`."""
+    passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    return SLEEPING_SERIAL_BELOW if passive else SPINNING_SERIAL_BELOW
+
+
+SERIAL_BELOW = default_serial_below()
+"""Buffers with fewer elements run the serial loop (see
+:func:`default_serial_below`; read when fastopt is imported)."""
 
 REDUCTION_BLOCK = 1 << 14
 """Elements per partial sum in the gradient reduction. Blocks are fixed by the

@@ -128,6 +128,10 @@ def _quiet_openmp() -> list[str]:
                                       ("numba's thread pool", getattr(parallel, "_is_initialized", False))) if yes]
     if started:
         notes.append(f"{' and '.join(started)} started before the policy was set: it may not apply to them")
+    if not getattr(parallel, "_is_initialized", False):
+        # numba's pool will sleep when idle: fastopt's threshold follows, as in
+        # a process started with the policy (see fastopt.backends.cpu).
+        _cpu.SERIAL_BELOW = _cpu.default_serial_below()
     return notes
 
 
