@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import fastopt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,3 +107,21 @@ def test_the_serial_threshold_follows_the_openmp_wait_policy(policy, expected):
             "assert cpu.SLEEPING_SERIAL_BELOW > cpu.SPINNING_SERIAL_BELOW")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("state_dtype,n,parallel", [(None, 60_000, False), ("bfloat16", 60_000, True),
+                                                    ("bfloat16", 50_000, False), ("int8", 12_288, True),
+                                                    ("int8", 8192, False)])
+def test_costlier_elements_go_parallel_sooner(monkeypatch, state_dtype, n, parallel):
+    """The thread wake-up is a fixed cost: a step whose elements cost more
+    (bfloat16 conversions 1.5x, 8-bit block floats 8x) takes the parallel
+    loop at SERIAL_BELOW divided by that cost."""
+    from fastopt.backends import cpu
+    monkeypatch.setattr(cpu, "SERIAL_BELOW", 80_000)
+    went_parallel = []
+    monkeypatch.setattr(cpu.threads, "apply_num_threads", lambda: went_parallel.append(True))
+    options = {} if state_dtype is None else {"state_dtype": state_dtype}
+    p, g = np.ones(n, np.float32), np.full(n, 0.1, np.float32)
+    fastopt.Adam([(p, g)], lr=1e-3, **options).step()
+    assert bool(went_parallel) is parallel
+    assert np.all(p < 1)

@@ -22,11 +22,22 @@ elements for Adam and Adagrad, 2^15 for SGD on a 2-core Xeon; 2^15 (Adam) and
 2^16 (SGD) on a 2-core EPYC. Below that the wake-up (~2-3 us) costs more than
 the second thread saves."""
 
-SLEEPING_SERIAL_BELOW = 1 << 20
+SLEEPING_SERIAL_BELOW = 1 << 19
 """The same crossover under ``OMP_WAIT_POLICY=PASSIVE``, where idle threads
-sleep and waking them costs tens of microseconds per parallel loop: measured
-on the 2-core EPYC, Adam's parallel step ran at 0.38x the serial one at 2^17
-elements, 0.95x at 2^19 and 1.36x at 2^20 (SGD 1.17x at 2^20)."""
+sleep and waking them costs about 50 us per parallel loop, so the parallel
+loop wins once the serial one takes about 100 us: measured on the 2-core
+EPYC, Adam's parallel step ran at 0.38x the serial one at 2^17 elements,
+0.71x at 3e5, 0.95x at 2^19 and 1.23-1.36x at 1e6 (SGD 1.17x at 2^20)."""
+
+BLOCK_FLOAT_WORK = 8
+"""Serial time per element of an 8-bit block-float step over a float32 one
+(Adam on the EPYC: 1.57 ns against 0.20 ns): such a step goes parallel at
+1/8 of :data:`SERIAL_BELOW` elements (under PASSIVE its crossover measured
+between 3e4 and 1e5 elements; at 1e6 the parallel loop is 2.35x faster)."""
+
+BFLOAT16_WORK = 1.5
+"""The same ratio for a step with bfloat16 states or params (Adam: 0.28 ns
+against 0.20 ns; crossover between 3e5 and 1e6 under PASSIVE)."""
 
 
 def default_serial_below() -> int:
@@ -53,10 +64,15 @@ def serial_below() -> int:
     return threads.NEVER_PARALLEL if threads.in_unsafe_fork() else SERIAL_BELOW
 
 
-def threshold_for(n: int) -> int:
-    """:func:`serial_below`, with the thread count applied first when a loop
-    over ``n`` elements is about to run in parallel."""
+def threshold_for(n: int, work: float = 1.0) -> int:
+    """The element count from which a loop over ``n`` elements runs in
+    parallel: :func:`serial_below` divided by ``work``, the loop's serial time
+    per element over a float32 step's (the thread wake-up is a fixed cost, so
+    a costlier element pays it back sooner). The thread count is applied
+    first when the loop is about to run in parallel."""
     threshold = serial_below()
+    if work != 1.0 and threshold < threads.NEVER_PARALLEL:
+        threshold = max(1, int(threshold / work))
     if n >= threshold:
         threads.apply_num_threads()
     return threshold
@@ -122,14 +138,15 @@ def direct_call(kernel, args: tuple):
         return kernel
 
 
-def _launcher(kernel, n: int, args: tuple, extra: tuple = ()):
+def _launcher(kernel, n: int, args: tuple, extra: tuple = (), work: float = 1.0):
     """``launch(values)``: ``kernel(*args, values, threshold, *extra)``, via
-    :func:`direct_call` after the first (compiling) call."""
+    :func:`direct_call` after the first (compiling) call; ``work`` as in
+    :func:`threshold_for`."""
     call = None
 
     def launch(values):
         nonlocal call
-        threshold = threshold_for(n)
+        threshold = threshold_for(n, work)
         if call is None:
             kernel(*args, values, threshold, *extra)
             call = direct_call(kernel, (*args, values, threshold, *extra))
@@ -137,6 +154,12 @@ def _launcher(kernel, n: int, args: tuple, extra: tuple = ()):
             call(*args, values, threshold, *extra)
 
     return launch
+
+
+def _element_work(p: np.ndarray, g: np.ndarray, states: tuple) -> float:
+    """:data:`BFLOAT16_WORK` when any array of the step is bfloat16, else 1."""
+    arrays = (p, g, *(s for s in states if isinstance(s, np.ndarray)))
+    return BFLOAT16_WORK if any(a.dtype == BFLOAT16 for a in arrays) else 1.0
 
 
 class CPUBackend:
@@ -168,7 +191,7 @@ class CPUBackend:
         """``launch(values)``: one fused pass of ``rule`` over these buffers
         (see :func:`fastopt.backends.cpu_loops.elementwise_kernel`)."""
         kernel = cpu_loops.elementwise_kernel(rule, record, roundings, mirror_rounding)
-        return _launcher(kernel, p.size, (p, g, states, ema, mirror))
+        return _launcher(kernel, p.size, (p, g, states, ema, mirror), work=_element_work(p, g, states))
 
     @staticmethod
     def segmented_launcher(segmented, record, p, g, states: tuple, ema, segments, mirror=None, roundings=(),
@@ -186,7 +209,7 @@ class CPUBackend:
         """``launch(values)``: one fused pass of ``rule`` over these buffers with
         8-bit block-float states (see :func:`fastopt.backends.cpu_blocks.blockwise_kernel`)."""
         kernel = cpu_blocks.blockwise_kernel(rule, record, formats, mirror_rounding)
-        return _launcher(kernel, p.size, (p, g, codes, scales, ema, mirror))
+        return _launcher(kernel, p.size, (p, g, codes, scales, ema, mirror), work=BLOCK_FLOAT_WORK)
 
     @staticmethod
     def sum_of_squares(g: np.ndarray) -> float:
