@@ -111,6 +111,50 @@ def update_kernel_code(optimizer: str, dtype: DTypeLike = "float32", vectorized:
     return KernelCode(optimizer, variant.rule.__name__, dtype.name, vectorized, ptx)
 
 
+def low_precision_kernel_code(optimizer: str, state_dtype: str | None, stochastic_rounding: bool = False,
+                              hyperparameters: dict | None = None, bfloat16_params: bool = False) -> KernelCode:
+    """The PTX of ``optimizer``'s update kernel over a float32 buffer with
+    low-precision storages, built as the CUDA backend builds it:
+    ``state_dtype="bfloat16"`` (or None: float32 states) the element-wise
+    kernel, vectorized path, and with ``bfloat16_params`` a bfloat16 gradient
+    and params written from the float32 master; ``"int8"`` the block-float
+    kernel (a thread block per quantization block)."""
+    cuda = require_cuda()
+    from .._precision import Precision
+    from ..backends.codecs import BFLOAT16
+    from ..backends.cuda import kernels as K
+    from ..backends.cuda.blocks import blockwise_signature, blockwise_source
+    from ..backends.cuda.occupancy import launch_bounds
+    from ..rules import SPECS
+
+    if optimizer not in SPECS or SPECS[optimizer].segmented is not None:
+        raise ValueError(f"{optimizer!r} is not an element-wise optimizer")
+    spec = SPECS[optimizer]
+    variant = spec.variant_of({**spec.defaults, **(hyperparameters or {})})
+    n_values = K.HEAD + len(spec.record._fields)
+    f32 = np.dtype(np.float32)
+    if state_dtype == "int8" and not bfloat16_params:
+        formats = tuple(Precision.format(name, spec) for name in variant.state_names)
+        source = blockwise_source(variant.rule, spec.record, formats, False, False)
+        signature = blockwise_signature(f32, f32, len(formats), (), n_values)
+        bounds = None
+    elif state_dtype in (None, "bfloat16"):
+        precision = Precision.checked(state_dtype, stochastic_rounding)
+        roundings = tuple(precision.rounding(name, spec) for name in variant.state_names)
+        source = K.elementwise_source(variant.rule, spec.record, False, True, False, f32, bfloat16_params,
+                                      roundings, precision.mirror_rounding)
+        kinds = [BFLOAT16 if state_dtype else f32] * len(variant.state_names) + [BFLOAT16] * bfloat16_params
+        signature = K.update_signature(f32, kinds, n_values, grad_dtype=BFLOAT16 if bfloat16_params else f32)
+        bounds = launch_bounds(f32)
+    else:
+        raise ValueError(f"state_dtype must be None, 'bfloat16' or 'int8' (int8 without bfloat16 params), "
+                         f"got {state_dtype!r}")
+    with _compute_capability_without_gpu():
+        ptx, _ = cuda.compile_ptx(source, signature, cc=CC, launch_bounds=bounds)
+    storages = f"{state_dtype or 'float32'} states" + (", bfloat16 params" if bfloat16_params else "")
+    return KernelCode(optimizer, variant.rule.__name__, f"float32, {storages}", True, ptx)
+
+
 def ptxas_path() -> Path:
     """``ptxas`` from the ``nvidia-cuda-nvcc-cu12`` wheel."""
     try:
@@ -170,6 +214,42 @@ def report(dtypes: Sequence[str] = ("float32", "float64")) -> list[dict]:
                          "scalar_loads_tail": code.scalar_loads, "f64_instructions": code.f64_instructions,
                          **resources(code.ptx)})
     return rows
+
+
+LOW_PRECISION_CASES = (("sgd", {"momentum": 0.9}), ("adagrad", {}), ("adam", {}), ("adam", {"amsgrad": True}),
+                       ("adamax", {}), ("lion", {}))
+"""The kernels :func:`low_precision_report` reads (AdamW shares Adam's rule)."""
+
+
+def low_precision_report() -> list[dict]:
+    """One row per kernel of :data:`LOW_PRECISION_CASES` and state dtype:
+    global loads and stores by width and type, f64 instructions, resources."""
+    rows = []
+    for state_dtype, stochastic in (("bfloat16", False), ("bfloat16", True), ("int8", False)):
+        for name, probe in LOW_PRECISION_CASES:
+            code = low_precision_kernel_code(name, state_dtype, stochastic, probe)
+            loads = [(m.group(1) or "", m.group(2)) for m in _LOAD.finditer(code.ptx)]
+            stores = [(m.group(1) or "", m.group(2)) for m in _STORE.finditer(code.ptx)]
+            rows.append({"optimizer": name, "kernel": code.variant,
+                         "states": state_dtype + (", stochastic rounding" if stochastic else ""),
+                         "vector_loads_16": sum(1 for w, t in loads if w == ".v4" and t in ("u16", "b16")),
+                         "vector_loads_32": sum(1 for w, t in loads if w == ".v4" and t in ("f32", "u32", "b32")),
+                         "byte_loads": sum(1 for w, t in loads if not w and t in ("u8", "s8")),
+                         "byte_stores": sum(1 for w, t in stores if not w and t in ("u8", "s8")),
+                         "vector_stores": sum(1 for w, _ in stores if w),
+                         "f64_instructions": code.f64_instructions, **resources(code.ptx)})
+    return rows
+
+
+def low_precision_markdown(rows: list[dict]) -> str:
+    """The table of :func:`low_precision_report` as markdown."""
+    head = ("| kernel | states | 4 x 32-bit loads | 4 x 16-bit loads | byte loads | 4-wide stores | byte stores "
+            "| f64 ops | registers | spills (B) | blocks/SM |\n|" + " --- |" * 11 + "\n")
+    body = "".join(
+        f"| {r['kernel']} | {r['states']} | {r['vector_loads_32']} | {r['vector_loads_16']} | {r['byte_loads']} | "
+        f"{r['vector_stores']} | {r['byte_stores']} | {r['f64_instructions']} | {r['registers']} | "
+        f"{r['spill_stores'] + r['spill_loads']} | {r['blocks_per_sm']} |\n" for r in rows)
+    return head + body
 
 
 def _variant_probes(spec: Any) -> list[dict]:

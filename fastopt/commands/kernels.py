@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
         print("compiling every kernel for sm_90...", file=sys.stderr)
         rows = ptx.report()
-        Path(args.markdown).write_text(_page(rows, ptx))
+        low = ptx.low_precision_report()
+        Path(args.markdown).write_text(_page(rows, ptx) + _low_precision_section(low, ptx))
         print(f"wrote {args.markdown}")
     return 0
 
@@ -82,3 +83,16 @@ def _page(rows: list[dict], ptx: Any) -> str:
         "`n % 4` elements; *f64 ops* = float64 instructions other than parameter loads (must be 0 for float32 "
         "kernels); *blocks/SM* = resident blocks of 256 threads at these registers (the grid never exceeds "
         "SMs x blocks/SM).\n\n" + ptx.to_markdown(rows))
+
+
+def _low_precision_section(rows: list[dict], ptx: Any) -> str:
+    return (
+        "\n## Low-precision states (float32 params)\n\n"
+        "Built as the backend builds them (`state_dtype=\"bfloat16\"`: the element-wise kernel, vectorized "
+        "path, launch bounds (256, 4); `state_dtype=\"int8\"`: the block-float kernel, one thread block of 256 "
+        "threads per quantization block, the block's largest magnitude reduced through shared memory). "
+        "*4 x 32-bit loads*: params and gradient (the int8 kernels read them, and the block scales, one "
+        "element per thread: scalar loads, coalesced across the warp, not counted here); "
+        "*4 x 16-bit loads*: bfloat16 states; *byte loads/stores*: 8-bit codes. The int8 kernels' f64 ops "
+        "are AMSGrad's exact check that a stored maximum's square does not fall short of the value.\n\n"
+        + ptx.low_precision_markdown(rows))

@@ -33,11 +33,7 @@ if config.ENABLE_CUDASIM:
 
 from numba import cuda  # noqa: E402
 
-from fastopt._precision import Precision  # noqa: E402
 from fastopt.backends.blockfloat import BLOCK  # noqa: E402
-from fastopt.backends.codecs import BFLOAT16  # noqa: E402
-from fastopt.backends.cuda import kernels as K  # noqa: E402
-from fastopt.backends.cuda.blocks import blockwise_signature, blockwise_source  # noqa: E402
 from fastopt.backends.cuda.occupancy import THREADS, blocks_per_sm, launch_bounds  # noqa: E402
 from fastopt.benchmark import ptx as P  # noqa: E402
 from fastopt.rules import SPECS  # noqa: E402
@@ -94,27 +90,13 @@ def bfloat16_kernel(case: str, stochastic: bool = False, mirror: bool = False, s
     """The PTX of the vectorized update kernel the backend builds for these
     storages (bfloat16 states and/or bfloat16 params over a float32 master)."""
     spec, variant = _spec_and_variant(case)
-    precision = Precision.checked(states, stochastic)
-    roundings = tuple(precision.rounding(name, spec) for name in variant.state_names)
-    state_dtype = BFLOAT16 if states == "bfloat16" else np.dtype(np.float32)
-    kinds = [state_dtype] * len(variant.state_names) + ([BFLOAT16] if mirror else [])
-    signature = K.update_signature(np.float32, kinds, K.HEAD + len(spec.record._fields),
-                                   grad_dtype=BFLOAT16 if mirror else np.float32)
-    source = K.elementwise_source(variant.rule, spec.record, False, True, False, np.float32, mirror, roundings,
-                                  precision.mirror_rounding)
-    with P._compute_capability_without_gpu():
-        code, _ = cuda.compile_ptx(source, signature, cc=P.CC, launch_bounds=launch_bounds(np.float32))
-    return code, variant
+    code = P.low_precision_kernel_code(spec.name, states, stochastic, CASES[case], bfloat16_params=mirror)
+    return code.ptx, variant
 
 
 def int8_kernel(case: str) -> str:
-    spec, variant = _spec_and_variant(case)
-    formats = tuple(Precision.format(name, spec) for name in variant.state_names)
-    signature = blockwise_signature(np.float32, np.float32, len(formats), (), K.HEAD + len(spec.record._fields))
-    with P._compute_capability_without_gpu():
-        code, _ = cuda.compile_ptx(blockwise_source(variant.rule, spec.record, formats, False, False), signature,
-                                   cc=P.CC)
-    return code
+    spec, _ = _spec_and_variant(case)
+    return P.low_precision_kernel_code(spec.name, "int8", hyperparameters=CASES[case]).ptx
 
 
 def loads(code: str) -> list[tuple[bool, str, str]]:
@@ -235,3 +217,24 @@ def test_int8_kernel_has_no_spills_and_fits_a_block_of_256_threads(case):
     assert r["spill_stores"] == r["spill_loads"] == 0 and r["stack"] == 0, r
     assert THREADS == BLOCK  # the kernel runs one quantization block per thread block
     assert 0 < r["registers"] <= 64 and blocks_per_sm(r["registers"], BLOCK) >= 4, r
+
+
+@needs_ptxas
+def test_the_low_precision_table_counts_each_storage_by_its_width(monkeypatch):
+    """What `fastopt kernels --markdown` reports for Adam: bfloat16 states as
+    two 4 x 16-bit loads, int8 states as two byte loads, no spills."""
+    monkeypatch.setattr(P, "LOW_PRECISION_CASES", (("adam", {}),))
+    rows = P.low_precision_report()
+    assert [r["states"] for r in rows] == ["bfloat16", "bfloat16, stochastic rounding", "int8"]
+    for r in rows[:2]:
+        assert (r["vector_loads_32"], r["vector_loads_16"], r["byte_loads"]) == (2, 2, 0), r
+    assert (rows[2]["vector_loads_16"], rows[2]["byte_loads"]) == (0, 2), rows[2]
+    assert all(r["spill_stores"] == r["spill_loads"] == 0 for r in rows)
+    table = P.low_precision_markdown(rows)
+    assert table.count("\n") == 2 + len(rows) and "| adam | int8 |" in table
+
+
+@pytest.mark.parametrize("name,state_dtype", [("adam", "float16"), ("lamb", "bfloat16")])
+def test_low_precision_kernel_code_refuses_what_the_backend_does_not_build(name, state_dtype):
+    with pytest.raises(ValueError, match="state_dtype|element-wise"):
+        P.low_precision_kernel_code(name, state_dtype)
