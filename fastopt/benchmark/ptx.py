@@ -131,7 +131,7 @@ def low_precision_kernel_code(optimizer: str, state_dtype: str | None, stochasti
         raise ValueError(f"{optimizer!r} is not an element-wise optimizer")
     spec = SPECS[optimizer]
     variant = spec.variant_of({**spec.defaults, **(hyperparameters or {})})
-    n_values = K.HEAD + len(spec.record._fields)
+    n_values = K.HEAD + len(spec.record._fields)  # type: ignore[attr-defined]
     f32 = np.dtype(np.float32)
     if state_dtype == "int8" and not bfloat16_params:
         formats = tuple(Precision.format(name, spec) for name in variant.state_names)
@@ -216,8 +216,9 @@ def report(dtypes: Sequence[str] = ("float32", "float64")) -> list[dict]:
     return rows
 
 
-LOW_PRECISION_CASES = (("sgd", {"momentum": 0.9}), ("adagrad", {}), ("adam", {}), ("adam", {"amsgrad": True}),
-                       ("adamax", {}), ("lion", {}))
+LOW_PRECISION_CASES: tuple[tuple[str, dict], ...] = (
+    ("sgd", {"momentum": 0.9}), ("adagrad", {}), ("adam", {}), ("adam", {"amsgrad": True}), ("adamax", {}),
+    ("lion", {}))
 """The kernels :func:`low_precision_report` reads (AdamW shares Adam's rule)."""
 
 
