@@ -129,9 +129,9 @@ def scenario_guard(comm):
                scales=[scalers[0].scale_value, scalers[1].scale_value], skipped=[dist.skipped_steps,
                                                                                   single.skipped_steps])
     # Threads: the default under mpiexec is cores / local ranks.
-    from fastopt.backends import threads
+    from fastopt.backends import cpu, threads
 
-    big = fastopt.FlatParams({"w": (1 << 16,)})
+    big = fastopt.FlatParams({"w": (max(1 << 16, cpu.SERIAL_BELOW),)})  # a parallel step whatever the wait policy
     opt = fastopt.Adam(big)
     opt.step()
     import numba

@@ -4,6 +4,7 @@ the NumPy baselines' math, and the CLI. Tiny sizes, no timing assertions."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -100,8 +101,14 @@ def test_interleaved_rotates_and_counts():
     assert timed[:3] == ["a", "b", "c"] and timed[3:6] == ["b", "c", "a"]
 
 
-def test_runner_json_has_the_expected_fields():
+def test_runner_json_has_the_expected_fields(monkeypatch):
+    from fastopt.backends import cpu
+
+    monkeypatch.setattr(cpu, "SERIAL_BELOW", cpu.SERIAL_BELOW)  # restored after: the run may move it
+    policy = os.environ.get("OMP_WAIT_POLICY")
     result = runner.run_benchmark(["adam", "sgd"], sizes=[1000], rounds=2, progress=False)
+    # the benchmark's wait policy does not leak into processes this one starts later
+    assert os.environ.get("OMP_WAIT_POLICY") == policy
     json.loads(json.dumps(result))  # JSON-ready
     assert {"schema", "machine", "settings", "notes", "results"} <= set(result)
     assert {"cpu", "cores", "numba_threads", "date"} <= set(result["machine"])

@@ -51,6 +51,20 @@ SERIAL_BELOW = default_serial_below()
 """Buffers with fewer elements run the serial loop (see
 :func:`default_serial_below`; read when fastopt is imported)."""
 
+def sleep_idle_threads() -> bool:
+    """Ask OpenMP's idle threads to sleep (``OMP_WAIT_POLICY=PASSIVE`` in
+    this process's environment) unless the user chose a policy or numba's
+    pool has already started (it reads the policy once, when it starts); the
+    threshold moves with it. Returns whether it applied. For processes that
+    share their cores (MPI ranks, a benchmark timing torch beside fastopt)."""
+    global SERIAL_BELOW
+    if "OMP_WAIT_POLICY" in os.environ or threads._numba_pool_started():
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    SERIAL_BELOW = default_serial_below()
+    return True
+
+
 REDUCTION_BLOCK = 1 << 14
 """Elements per partial sum in the gradient reduction. Blocks are fixed by the
 buffer size, never by the thread count, so the norm is bit-identical whatever

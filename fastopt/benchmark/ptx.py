@@ -242,15 +242,14 @@ def low_precision_report() -> list[dict]:
     return rows
 
 
+LOW_PRECISION_COLUMNS = (("kernel", "kernel"), ("states", "states"), ("4 x 32-bit loads", "vector_loads_32"),
+                         ("4 x 16-bit loads", "vector_loads_16"), ("byte loads", "byte_loads"),
+                         ("4-wide stores", "vector_stores"), ("byte stores", "byte_stores"))
+
+
 def low_precision_markdown(rows: list[dict]) -> str:
     """The table of :func:`low_precision_report` as markdown."""
-    head = ("| kernel | states | 4 x 32-bit loads | 4 x 16-bit loads | byte loads | 4-wide stores | byte stores "
-            "| f64 ops | registers | spills (B) | blocks/SM |\n|" + " --- |" * 11 + "\n")
-    body = "".join(
-        f"| {r['kernel']} | {r['states']} | {r['vector_loads_32']} | {r['vector_loads_16']} | {r['byte_loads']} | "
-        f"{r['vector_stores']} | {r['byte_stores']} | {r['f64_instructions']} | {r['registers']} | "
-        f"{r['spill_stores'] + r['spill_loads']} | {r['blocks_per_sm']} |\n" for r in rows)
-    return head + body
+    return _table(LOW_PRECISION_COLUMNS, rows)
 
 
 def _variant_probes(spec: Any) -> list[dict]:
@@ -264,12 +263,22 @@ def _variant_probes(spec: Any) -> list[dict]:
     return probes
 
 
+COLUMNS = (("kernel", "kernel"), ("dtype", "dtype"), ("arrays read", "arrays_read"),
+           ("4-wide loads", "vector_loads"), ("of them .nc", "nc_loads"), ("4-wide stores", "vector_stores"),
+           ("scalar loads (tail)", "scalar_loads_tail"))
+
+
 def to_markdown(rows: list[dict]) -> str:
-    """The table of :func:`report` as markdown, with a legend."""
-    head = ("| kernel | dtype | arrays read | 4-wide loads | of them .nc | 4-wide stores | scalar loads (tail) "
-            "| f64 ops | registers | spills (B) | blocks/SM |\n|" + " --- |" * 11 + "\n")
-    body = "".join(
-        f"| {r['kernel']} | {r['dtype']} | {r['arrays_read']} | {r['vector_loads']} | {r['nc_loads']} | "
-        f"{r['vector_stores']} | {r['scalar_loads_tail']} | {r['f64_instructions']} | {r['registers']} | "
-        f"{r['spill_stores'] + r['spill_loads']} | {r['blocks_per_sm']} |\n" for r in rows)
-    return head + body
+    """The table of :func:`report` as markdown."""
+    return _table(COLUMNS, rows)
+
+
+def _table(columns: tuple, rows: list[dict]) -> str:
+    """``columns`` (heading, key), then the resources every row has."""
+    headings = [h for h, _ in columns] + ["f64 ops", "registers", "spills (B)", "blocks/SM"]
+    lines = ["| " + " | ".join(headings) + " |", "|" + " --- |" * len(headings)]
+    for r in rows:
+        cells = [r[k] for _, k in columns] + [r["f64_instructions"], r["registers"],
+                                              r["spill_stores"] + r["spill_loads"], r["blocks_per_sm"]]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"

@@ -10,9 +10,11 @@ fused/foreach steps, timed with CUDA events.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -105,34 +107,40 @@ def _check_sizes(sizes: Any) -> list[int]:
     return out
 
 
-def _quiet_openmp() -> list[str]:
-    """Make idle OpenMP threads sleep instead of spin, unless the user chose.
+@contextlib.contextmanager
+def quiet_openmp() -> Iterator[list[str]]:
+    """Make idle OpenMP threads sleep instead of spin, unless the user chose;
+    yields notes saying what applied.
 
     torch and numba's ``omp`` layer each run their own OpenMP pool; with the
     default (spinning) wait policy, one pool's idle threads starve the other's
     on a small machine and interleaved timings jump by milliseconds (measured:
     torch fused Adam at 1e3 went from ~40 us alone to ~8 ms interleaved). The
     policy is read when a runtime starts, so it only applies to pools not yet
-    started; returns notes saying what applied.
+    started. On exit the environment variable is removed again (pools keep
+    the policy they started with), so processes started later from this one
+    get the user's environment.
     """
     import sys
 
     from numba.np.ufunc import parallel
 
     if "OMP_WAIT_POLICY" in os.environ:
-        return [f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (from the environment)"]
+        yield [f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (from the environment)"]
+        return
+    torch_started = "torch" in sys.modules
+    numba_started = bool(getattr(parallel, "_is_initialized", False))
+    _cpu.sleep_idle_threads()  # numba's pool will sleep when idle: fastopt's threshold follows
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     notes = ["OMP_WAIT_POLICY=PASSIVE set by the benchmark (torch's and numba's OpenMP pools would "
              "otherwise spin against each other); override by setting it in the environment"]
-    started = [what for what, yes in (("torch", "torch" in sys.modules),
-                                      ("numba's thread pool", getattr(parallel, "_is_initialized", False))) if yes]
+    started = [what for what, yes in (("torch", torch_started), ("numba's thread pool", numba_started)) if yes]
     if started:
         notes.append(f"{' and '.join(started)} started before the policy was set: it may not apply to them")
-    if not getattr(parallel, "_is_initialized", False):
-        # numba's pool will sleep when idle: fastopt's threshold follows, as in
-        # a process started with the policy (see fastopt.backends.cpu).
-        _cpu.SERIAL_BELOW = _cpu.default_serial_below()
-    return notes
+    try:
+        yield notes
+    finally:
+        os.environ.pop("OMP_WAIT_POLICY", None)
 
 
 def _match_threads() -> int | None:
@@ -230,42 +238,43 @@ def run_benchmark(optimizers: str | list[str] | None = None, sizes: list[int] | 
     state_dtype = _check_state_dtype(state_dtype, dtype, device)
     dev = get_device(device)
     sizes = _check_sizes(sizes if sizes is not None else (dev.quick_sizes if quick else dev.default_sizes))
-    notes = _quiet_openmp()
-    torch_threads = _match_threads()
-    if torch_threads is None:
-        notes.append("torch is not installed: torch.optim baselines skipped")
-    results: list[dict] = []
-    left_out: dict[str, dict] = {}
-    with ProgressBar(len(names) * len(sizes), "bench", enabled=None if progress else False) as bar:
-        for name in names:
-            h = hyperparameters(name)
-            why_not = state_dtypes.check_state_dtype(name, state_dtype)
-            if why_not:
-                left_out[name] = {"sizes": sizes, "why": why_not}
-                bar.update(len(sizes))
-                continue
-            for n in sizes:
-                if not dev.fits(name, h, n, dtype):
-                    left_out.setdefault(name, {"sizes": [], "why": "not enough free device memory"})["sizes"].append(n)
-                    bar.update()
+    with quiet_openmp() as notes:
+        torch_threads = _match_threads()
+        if torch_threads is None:
+            notes.append("torch is not installed: torch.optim baselines skipped")
+        results: list[dict] = []
+        left_out: dict[str, dict] = {}
+        with ProgressBar(len(names) * len(sizes), "bench", enabled=None if progress else False) as bar:
+            for name in names:
+                h = hyperparameters(name)
+                why_not = state_dtypes.check_state_dtype(name, state_dtype)
+                if why_not:
+                    left_out[name] = {"sizes": sizes, "why": why_not}
+                    bar.update(len(sizes))
                     continue
-                bar.update(0, at=f"{name} n={n:,}")
-                results.append(measure_one(name, h, n, dtype, dev, settings, state_dtype))
-                bar.update()
-    extras = dev.extras(dtype, quick) if dev.extras is not None else {}
-    info = machine_info()
-    info["device"] = dev.describe()
-    notes.append(f"numba threads {info['numba_threads']}, torch threads {torch_threads} (set to match); "
-                 "NumPy ufuncs are single-threaded")
-    return {
-        "schema": "fastopt-benchmark/2",
-        "machine": info,
-        "settings": {"device": dev.name, "dtype": dtype.name, "state_dtype": state_dtype or dtype.name,
-                     "sizes": sizes, "optimizers": names, "quick": quick,
-                     "serial_below": _cpu.SERIAL_BELOW, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                     **settings},
-        "notes": notes,
-        "results": results,
-        "left_out": left_out,
-        "extras": extras,
-    }
+                for n in sizes:
+                    if not dev.fits(name, h, n, dtype):
+                        skipped = left_out.setdefault(name, {"sizes": [], "why": "not enough free device memory"})
+                        skipped["sizes"].append(n)
+                        bar.update()
+                        continue
+                    bar.update(0, at=f"{name} n={n:,}")
+                    results.append(measure_one(name, h, n, dtype, dev, settings, state_dtype))
+                    bar.update()
+        extras = dev.extras(dtype, quick) if dev.extras is not None else {}
+        info = machine_info()
+        info["device"] = dev.describe()
+        notes.append(f"numba threads {info['numba_threads']}, torch threads {torch_threads} (set to match); "
+                     "NumPy ufuncs are single-threaded")
+        return {
+            "schema": "fastopt-benchmark/2",
+            "machine": info,
+            "settings": {"device": dev.name, "dtype": dtype.name, "state_dtype": state_dtype or dtype.name,
+                         "sizes": sizes, "optimizers": names, "quick": quick,
+                         "serial_below": _cpu.SERIAL_BELOW, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                         **settings},
+            "notes": notes,
+            "results": results,
+            "left_out": left_out,
+            "extras": extras,
+        }

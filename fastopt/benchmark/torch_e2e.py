@@ -42,7 +42,7 @@ from typing import Any
 from ..progress import ProgressBar
 from .machine import machine_info
 from .report import _markdown_table, _text_table, fmt_time, write_json
-from .runner import _match_threads, _quiet_openmp
+from .runner import _match_threads, quiet_openmp
 from .timing import Contender, interleaved, paired_ratio, spread
 
 __all__ = ["MODELS", "CONTENDERS", "parse_models", "require_torch", "run_torch_e2e", "to_text", "to_markdown",
@@ -257,26 +257,26 @@ def run_torch_e2e(models: str | list[str] | None = None, quick: bool = False, ro
     if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     require_torch("run_torch_e2e")
-    notes = _quiet_openmp()  # before torch's OpenMP pool starts
-    import fastopt
+    with quiet_openmp() as notes:  # before torch's OpenMP pool starts
+        import fastopt
 
-    torch_threads = _match_threads()
-    results = []
-    with ProgressBar(len(names), "torch-e2e", enabled=None if progress else False) as bar:
-        for name in names:
-            bar.update(0, at=name)
-            s = settings_for(name, quick, rounds)
-            results.append(measure_model(name, s["rounds"], s["steps"], s["warmup"]))
-            bar.update()
-    notes.append(f"numba threads {fastopt.get_num_threads()}, torch threads {torch_threads} (set to match)")
-    return {
-        "schema": "fastopt-torch-e2e/1",
-        "machine": machine_info(),
-        "settings": {"models": names, "quick": quick, "rounds": rounds, "lr": LR, "reference": REFERENCE,
-                     "batches": BATCHES, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
-        "notes": notes,
-        "results": results,
-    }
+        torch_threads = _match_threads()
+        results = []
+        with ProgressBar(len(names), "torch-e2e", enabled=None if progress else False) as bar:
+            for name in names:
+                bar.update(0, at=name)
+                s = settings_for(name, quick, rounds)
+                results.append(measure_model(name, s["rounds"], s["steps"], s["warmup"]))
+                bar.update()
+        notes.append(f"numba threads {fastopt.get_num_threads()}, torch threads {torch_threads} (set to match)")
+        return {
+            "schema": "fastopt-torch-e2e/1",
+            "machine": machine_info(),
+            "settings": {"models": names, "quick": quick, "rounds": rounds, "lr": LR, "reference": REFERENCE,
+                         "batches": BATCHES, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+            "notes": notes,
+            "results": results,
+        }
 
 
 # -- reports -------------------------------------------------------------------

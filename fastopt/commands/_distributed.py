@@ -37,13 +37,12 @@ class DistributedRun:
     """
 
     def __init__(self, mode: str, optimizer: Any, params: FlatParams) -> None:
-        import os
-
+        from ..backends.cpu import sleep_idle_threads
         from ..distributed import DataParallel, ZeRO1
 
         # Ranks share the cores: an idle OpenMP pool that spins steals them
         # from the other ranks (set before the pool starts, at the first step).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        sleep_idle_threads()
 
         if mode not in MODES:
             raise ValueError(f"--distributed must be one of {', '.join(MODES)}, got {mode!r}")
