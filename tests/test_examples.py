@@ -1,6 +1,7 @@
 """Every script in examples/ runs at a tiny size (--quick) and writes its PNGs."""
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,11 @@ pytest.importorskip("matplotlib")
 
 def load(name, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
+    # torch_train.py asks for sleeping OpenMP threads (a script sets its own
+    # process's environment); here that process is pytest's: undo it after.
+    monkeypatch.setenv("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", ""))
+    if not os.environ["OMP_WAIT_POLICY"]:
+        monkeypatch.delenv("OMP_WAIT_POLICY")
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
