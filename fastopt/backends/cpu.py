@@ -51,6 +51,7 @@ SERIAL_BELOW = default_serial_below()
 """Buffers with fewer elements run the serial loop (see
 :func:`default_serial_below`; read when fastopt is imported)."""
 
+
 def sleep_idle_threads() -> bool:
     """Ask OpenMP's idle threads to sleep (``OMP_WAIT_POLICY=PASSIVE`` in
     this process's environment) unless the user chose a policy or numba's

@@ -130,8 +130,8 @@ def quiet_openmp() -> Iterator[list[str]]:
         return
     torch_started = "torch" in sys.modules
     numba_started = bool(getattr(parallel, "_is_initialized", False))
-    _cpu.sleep_idle_threads()  # numba's pool will sleep when idle: fastopt's threshold follows
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if not _cpu.sleep_idle_threads():  # sets it, and fastopt's threshold follows numba's sleeping pool
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # numba's pool has started; torch's may not have
     notes = ["OMP_WAIT_POLICY=PASSIVE set by the benchmark (torch's and numba's OpenMP pools would "
              "otherwise spin against each other); override by setting it in the environment"]
     started = [what for what, yes in (("torch", torch_started), ("numba's thread pool", numba_started)) if yes]
