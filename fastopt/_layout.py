@@ -34,7 +34,8 @@ class Chain:
     entries : list of dict
         The buffers' entries of ``optimizer.state``.
     launchers : dict
-        ``(i, j)`` -> ``launch(values)`` over buffers ``i..j-1``.
+        ``(i, j)`` -> ``launch(values)`` over buffers ``i..j-1``, and
+        ``"scattered"`` -> :func:`scattered_launcher`'s, once built.
     full : callable or None
         The launcher over every buffer (the usual step), once built.
     """
@@ -249,6 +250,30 @@ def launcher(opt, plan, chain: Chain, i: int, j: int, device_row=None):
     found = kernel_launcher(backend, spec, variant, precision, p, g, states, scales, ema, segments, mirror,
                             device_row)
     chain.launchers[key] = found
+    return found
+
+
+def scattered_launcher(opt, plan, chain: Chain):
+    """``launch(values, grads)`` over every buffer of ``chain``, buffer ``m``
+    reading its gradient at address ``grads[m]`` instead of from ``chain.g``
+    (cached). Only for what :meth:`fastopt.optim.Optimizer.reads_grads_in_place`
+    allows: element-wise rules, float states, float params, the CPU."""
+    found = chain.launchers.get("scattered")
+    if found is not None:
+        return found
+    spec, variant = opt.spec, plan.variant
+    a, b = chain.span
+
+    def cut(array):
+        return array if (a, b) == (0, array.size) else array[a:b]
+
+    ema = cut(chain.flat["ema"]) if opt.ema_decay is not None else None
+    states = tuple(cut(chain.flat[name]) for name in variant.state_names)
+    segments = tuple((start - a, stop - a) for start, stop in zip(chain.starts, chain.stops))
+    found = plan.backend.scattered_launcher(
+        variant.rule, spec.record, cut(chain.p), states, ema, segments,
+        roundings=tuple(opt.precision.rounding(name, spec) for name in variant.state_names))
+    chain.launchers["scattered"] = found
     return found
 
 

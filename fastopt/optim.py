@@ -15,7 +15,7 @@ import numpy as np
 from . import _state_io
 from ._groups import build_groups
 from ._guard import NONFINITE_POLICIES, NonFiniteGradientError, guarded_scale
-from ._layout import chains_of, launcher, lay_out_chain
+from ._layout import chains_of, launcher, lay_out_chain, scattered_launcher
 from ._plan import ALL, GroupPlan, ParamGroup, ParamGroups, hyperparameters, refresh
 from ._precision import MASTER, Precision
 from .backends.bits import stream_values
@@ -170,8 +170,13 @@ class Optimizer:
                     ema = plan.backend.zeros(source.size, source.dtype)
                     plan.backend.copy_(ema, source)
                     self.state[b.id]["ema"] = ema
-        self._keyed = self.precision.needs_key(spec, any(_is_bfloat16(b) for p in self._plans for b in p.buffers))
+        bfloat16_params = any(_is_bfloat16(b) for p in self._plans for b in p.buffers)
+        self._keyed = self.precision.needs_key(spec, bfloat16_params)
         self._device = self._device_steps(backend)
+        # What reading gradients in place needs and the optimizer's life cannot change.
+        self._scatterable = (self._device is None and not bfloat16_params and spec.segmented is None
+                             and self.precision.state_dtype != "int8"
+                             and all(hasattr(p.backend, "scattered_launcher") for p in self._plans))
         # State is allocated up front (zeros, or the optimizer's initial value),
         # so that a skipped first step leaves it exactly as it was.
         self._refresh_plans()
@@ -311,8 +316,20 @@ class Optimizer:
         self.apply_step()
         return loss
 
+    def reads_grads_in_place(self) -> bool:
+        """Whether :meth:`apply_step` can read each gradient where it lies
+        (``grads=``): host buffers with float params and float states, an
+        element-wise rule (not LAMB), every param at the same step, no
+        gradient accumulation, no stochastic rounding, and no pass over the
+        gradients before the update (no ``max_grad_norm``, no non-finite scan)."""
+        self._refresh_plans()
+        plain = self.nonfinite == "ignore" or (self.nonfinite is None and self.max_grad_norm is None)
+        if not (self._scatterable and plain) or self.accumulate > 1 or self._keyed:
+            return False
+        return all(plan.lockstep for plan in self._plans)
+
     def apply_step(self, grad_scale: float = 1.0, nonfinite: str | None = None, warn: bool = True,
-                   active=None) -> bool:
+                   active=None, grads=None) -> bool:
         """The update, with every gradient multiplied by ``grad_scale`` inside
         the fused pass (no extra pass over the gradients).
 
@@ -332,6 +349,15 @@ class Optimizer:
             Step only these params (their keys in ``state``); the others keep
             their state and step count, as torch.optim skips a parameter whose
             gradient is None. Default: all.
+        grads : mapping, optional
+            Param key -> the address of its gradient (contiguous, the param's
+            dtype and size, in host memory, alive for the call): the update
+            reads the gradients there instead of from the buffers' gradient
+            arrays, which are left alone. Every param needs one, and only
+            where :meth:`reads_grads_in_place` is True (ValueError otherwise,
+            before anything changes). This is how :mod:`fastopt.torch` reads
+            the new ``.grad`` tensors of torch's default loop without copying
+            them.
 
         Returns
         -------
@@ -341,6 +367,8 @@ class Optimizer:
         """
         self._refresh_plans()
         active = self._checked_active(active)
+        if grads is not None:
+            self._check_grads(grads, active, nonfinite)
         if self.accumulate > 1:
             self._pending += 1
             if self._pending < self.accumulate:
@@ -375,10 +403,22 @@ class Optimizer:
                 for chain in plan.chains:
                     for st in chain.entries:
                         st["step"] = step
-                    (chain.full or self._full_launcher(k, plan, chain))(values)
+                    if grads is None:
+                        (chain.full or self._full_launcher(k, plan, chain))(values)
+                    else:
+                        launch = chain.launchers.get("scattered") or scattered_launcher(self, plan, chain)
+                        launch(values, [grads[b.id] for b in chain.buffers])
             else:
                 self._launch_runs(k, plan, (sign, *wrappers), active, keyed)
         return True
+
+    def _check_grads(self, grads, active, nonfinite) -> None:
+        if active is not None or nonfinite not in (None, "ignore") or not self.reads_grads_in_place():
+            raise ValueError("grads= (reading gradients where they lie) needs every param stepping and a plain "
+                             "step: see Optimizer.reads_grads_in_place()")
+        missing = [key for key in self.state if key not in grads]
+        if missing:
+            raise ValueError(f"grads has no gradient address for param key(s) {missing[:5]}")
 
     def _checked_active(self, active) -> set | None:
         """``active`` as a set of keys of ``state``; TypeError/ValueError naming

@@ -209,6 +209,30 @@ class CPUBackend:
         return _launcher(kernel, p.size, (p, g, states, ema, mirror), work=_element_work(p, g, states))
 
     @staticmethod
+    def scattered_launcher(rule, record, p, states: tuple, ema, segments, mirror=None, roundings=(),
+                           mirror_rounding="nearest"):
+        """``launch(values, grads)``: :meth:`elementwise_launcher`'s pass with
+        tensor ``k`` of ``segments`` (``(start, stop)`` ranges of ``p``) reading
+        its gradient at address ``grads[k]`` (contiguous, ``p``'s dtype): a
+        torch training loop's new ``.grad`` tensors, read where autograd put
+        them instead of copied into a flat buffer first (see
+        :func:`fastopt.backends.cpu_loops.scattered_kernel`)."""
+        kernel = cpu_loops.scattered_kernel(rule, record, roundings, mirror_rounding)
+        pairs = normalise_segments(p.size, segments)
+        lo, hi, tensor, _ = block_plan(p.size, pairs)
+        starts = np.array([a for a, _ in pairs], np.int64)
+        sizes = np.array([b - a for a, b in pairs], np.int64)
+        addresses = np.zeros(len(pairs), np.int64)
+        launch = _launcher(kernel, p.size, (p, addresses, states, ema, mirror), (lo, hi, tensor, starts, sizes),
+                           work=_element_work(p, p, states))
+
+        def launch_with(values, grads):
+            addresses[:] = grads
+            launch(values)
+
+        return launch_with
+
+    @staticmethod
     def segmented_launcher(segmented, record, p, g, states: tuple, ema, segments, mirror=None, roundings=(),
                            mirror_rounding="nearest"):
         """``launch(values)``: the two-pass segmented driver over these

@@ -16,7 +16,9 @@ the same per-element function, so they give identical bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import carray, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from ..config import element_jit, loop_jit, reduction_jit
@@ -88,15 +90,39 @@ def elementwise_kernel(rule, record, roundings: tuple = (), mirror_rounding: str
 
 def _build_elementwise(rule, record, roundings, mirror_rounding):
     n_values = HEAD + len(record._fields)
+    element = _element_function(rule, record, roundings, mirror_rounding)
+
+    def update(p, g, states, ema, mirror, values, serial_below):
+        buffer, keys = _unpacked(values, n_values, p.dtype)
+        t = to_fixed_tuple(buffer, n_values)
+        n = p.size
+        # Unsigned element indices: numba adds negative-index wrap-around code
+        # to every access with a signed index, which can keep loops from vectorizing.
+        if n < serial_below:
+            for i in range(n):
+                j = np.uint64(i)
+                element(j, p, load_value(g, j), states, ema, mirror, t, keys)
+        else:
+            for i in prange(n):
+                j = np.uint64(i)
+                element(j, p, load_value(g, j), states, ema, mirror, t, keys)
+
+    kernel = loop_jit()(update)
+    enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}|{roundings}|{mirror_rounding}")
+    return kernel
+
+
+def _element_function(rule, record, roundings, mirror_rounding):
+    """``element(i, p, gi, states, ema, mirror, t, keys)``: ``rule`` at element
+    ``i`` with gradient value ``gi``, every load and store around it."""
     store_states = states_storer(roundings)
     store_mirror = value_storer(mirror_rounding)
 
     # The record is built inside the per-element function from the plain
     # tuple (parfor outlining cannot carry a named tuple type); LLVM hoists it.
     @element_jit
-    def element(i, p, g, states, ema, mirror, t, keys):
-        pi, si = rule(load_value(p, i), clip_value(t[0] * load_value(g, i), t[1]), load_states(states, i),
-                      record(*t[HEAD:]))
+    def element(i, p, gi, states, ema, mirror, t, keys):
+        pi, si = rule(load_value(p, i), clip_value(t[0] * gi, t[1]), load_states(states, i), record(*t[HEAD:]))
         store_states(states, i, si, keys)
         if ema is not None:
             store_value(ema, i, ema_update(load_value(ema, i), pi, t[2], t[3]))
@@ -104,25 +130,77 @@ def _build_elementwise(rule, record, roundings, mirror_rounding):
         if mirror is not None:
             store_mirror(mirror, i, pi, noise(keys, i, MAX_STATES))
 
-    def update(p, g, states, ema, mirror, values, serial_below):
-        buffer = np.empty(n_values, p.dtype)
-        for k in range(n_values):
-            buffer[k] = values[k]
+    return element
+
+
+@element_jit
+def _unpacked(values, n_values, dtype):
+    """The per-step values cast to the buffer's dtype, as a fixed tuple, and
+    the stochastic-rounding keys."""
+    buffer = np.empty(n_values, dtype)
+    for k in range(n_values):
+        buffer[k] = values[k]
+    return buffer, stream_keys(values[4], values[5], values[6], values[7])
+
+
+def scattered_kernel(rule, record, roundings: tuple = (), mirror_rounding: str = "nearest"):
+    """``kernel(p, grads, states, ema, mirror, values, serial_below, block_lo,
+    block_hi, block_tensor, starts, sizes)``: :func:`elementwise_kernel`'s pass
+    with each tensor's gradient read where it lies instead of from a flat
+    twin of ``p``.
+
+    ``grads[k]`` is the address of tensor ``k``'s gradient (``sizes[k]``
+    contiguous elements of ``p``'s dtype), which updates ``p[starts[k]:
+    starts[k] + sizes[k]]``; blocks come from
+    :func:`fastopt.backends.segments.block_plan` (gaps between tensors, block
+    tensor -1, are left alone). Each element runs the same per-element
+    function as the flat kernel at the same index: the same bits, stochastic
+    rounding included.
+    """
+    roundings = canonical_roundings(roundings)
+    key = ("scattered", rule, record, roundings, mirror_rounding)
+    return _cached(key, lambda: _build_scattered(rule, record, roundings, mirror_rounding))
+
+
+def _build_scattered(rule, record, roundings, mirror_rounding):
+    n_values = HEAD + len(record._fields)
+    element = _element_function(rule, record, roundings, mirror_rounding)
+
+    @element_jit
+    def block(p, grads, states, ema, mirror, t, keys, lo, hi, k, starts, sizes):
+        if k < 0:
+            return
+        g = carray(address_to_pointer(grads[k]), (sizes[k],), p.dtype)
+        start = starts[k]
+        for i in range(lo, hi):
+            j = np.uint64(i)
+            element(j, p, g[np.uint64(i - start)], states, ema, mirror, t, keys)
+
+    def update(p, grads, states, ema, mirror, values, serial_below, block_lo, block_hi, block_tensor, starts,
+               sizes):
+        buffer, keys = _unpacked(values, n_values, p.dtype)
         t = to_fixed_tuple(buffer, n_values)
-        keys = stream_keys(values[4], values[5], values[6], values[7])
-        n = p.size
-        # Unsigned element indices: numba adds negative-index wrap-around code
-        # to every access with a signed index, which can keep loops from vectorizing.
-        if n < serial_below:
-            for i in range(n):
-                element(np.uint64(i), p, g, states, ema, mirror, t, keys)
+        if p.size < serial_below:
+            for b in range(block_lo.size):
+                block(p, grads, states, ema, mirror, t, keys, block_lo[b], block_hi[b], block_tensor[b], starts,
+                      sizes)
         else:
-            for i in prange(n):
-                element(np.uint64(i), p, g, states, ema, mirror, t, keys)
+            for b in prange(block_lo.size):
+                block(p, grads, states, ema, mirror, t, keys, block_lo[b], block_hi[b], block_tensor[b], starts,
+                      sizes)
 
     kernel = loop_jit()(update)
-    enable_cache(kernel, f"elementwise|{function_key(rule)}|{record.__name__}|{roundings}|{mirror_rounding}")
+    enable_cache(kernel, f"scattered|{function_key(rule)}|{record.__name__}|{roundings}|{mirror_rounding}")
     return kernel
+
+
+@intrinsic
+def address_to_pointer(typingctx, address):
+    """The ``void*`` at integer ``address`` (for ``numba.carray``)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.int64), codegen
 
 
 @reduction_jit()

@@ -55,7 +55,7 @@ CONTENDERS = {
     "torch_single": "torch.optim.AdamW(foreach=False), zero_grad()",
     "torch_foreach": "torch.optim.AdamW(foreach=True), zero_grad()",
     "torch_fused": "torch.optim.AdamW(fused=True), zero_grad()",
-    "fastopt": "fastopt.torch.AdamW, zero_grad() (torch's loop: the step copies the new gradients in)",
+    "fastopt": "fastopt.torch.AdamW, zero_grad() (torch's loop: the step reads backward's new gradients in place)",
     "fastopt_views": "fastopt.torch.AdamW, zero_grad(set_to_none=False) (gradients stay views: no copy)",
 }
 """Contender name -> what it runs."""
@@ -288,10 +288,10 @@ LEGEND = [
     ("train step", "zero_grad + forward + backward + step"),
     ("x fused", "torch fused's time / this one's, median of per-round ratios (> 1: faster)"),
     ("share", "step / train step"),
-    ("fastopt", "torch's default loop: zero_grad() sets grads to None, so the step copies the new gradients into "
-                "the flat buffer"),
-    ("fastopt_views", "zero_grad(set_to_none=False): the gradients stay views of the flat buffer, nothing is "
-                      "copied"),
+    ("fastopt", "torch's default loop: zero_grad() sets grads to None; the step reads the new gradients "
+                "backward made where they lie"),
+    ("fastopt_views", "zero_grad(set_to_none=False): the gradients stay views of the flat buffer, backward "
+                      "accumulates into them"),
 ]
 
 

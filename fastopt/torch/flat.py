@@ -135,11 +135,14 @@ class FlatBuffer:
         The flat param and gradient buffers.
     views, grad_views : list of torch.Tensor
         Each param's ``.data`` and its gradient view.
+    grad_strides : list of tuple
+        Each gradient view's strides.
     chain : ParamChain
         What the engine launches over.
     """
 
-    __slots__ = ("params", "labels", "ids", "ranges", "data", "grad", "views", "grad_views", "pointers", "chain")
+    __slots__ = ("params", "labels", "ids", "ranges", "data", "grad", "views", "grad_views", "grad_strides", "pointers",
+                 "chain")
 
     def __init__(self, params: list[torch.Tensor], labels: list[str], align: int) -> None:
         first = params[0]
@@ -155,6 +158,7 @@ class FlatBuffer:
         self.grad = torch.zeros(total, dtype=first.dtype, device=first.device)
         self.views = [_region(self.data, a, p) for p, (a, _) in zip(params, ranges)]
         self.grad_views = [_region(self.grad, a, p) for p, (a, _) in zip(params, ranges)]
+        self.grad_strides = [view.stride() for view in self.grad_views]
         self.pointers: list[int] = []
         self.chain = ParamChain(self.data, self.grad, ranges, [tuple(p.shape) for p in params], params=params)
 
@@ -178,8 +182,30 @@ class FlatBuffer:
     def intact(self) -> bool:
         """Whether every param still lives in the buffer and every grad is its view."""
         params = self.params
-        return all(map(operator.is_, map(_grad_of, params), self.grad_views)) and \
-            list(map(torch.Tensor.data_ptr, params)) == self.pointers
+        return all(map(operator.is_, map(_grad_of, params), self.grad_views)) and self.params_in_place()
+
+    def params_in_place(self) -> bool:
+        """Whether every param's storage is still its view of the flat buffer."""
+        return list(map(torch.Tensor.data_ptr, self.params)) == self.pointers
+
+    def grad_addresses(self) -> list[int] | None:
+        """Where each param's gradient lies, for a step that reads them in
+        place (:meth:`fastopt.optim.Optimizer.apply_step`'s ``grads=``): the
+        ``data_ptr`` of every ``.grad`` (its flat view, or a tensor torch's
+        backward made), or None when one cannot be read so (None, sparse,
+        another dtype, device or layout in memory than the param's view: the
+        step then copies them in, as :meth:`gather` does)."""
+        # torch itself keeps a .grad's shape, dtype and device those of its
+        # param: only the layout and the strides can differ.
+        addresses = []
+        strided = torch.strided
+        for g, view, strides in zip(map(_grad_of, self.params), self.grad_views, self.grad_strides):
+            if g is None:
+                return None
+            if g is not view and (g.layout is not strided or g.stride() != strides):
+                return None
+            addresses.append(g.data_ptr())
+        return addresses
 
     def moved(self) -> list[int]:
         """Indices of params whose storage is not the flat buffer any more."""

@@ -84,14 +84,17 @@ class Optimizer(torch.optim.Optimizer):
       that did not reach the param): the param is skipped exactly as torch
       skips it (its state and step count do not move);
     - any other tensor (a fresh gradient after ``set_to_none=True``, or one a
-      hook, DDP's ``gradient_as_bucket_view`` or the user put there): copied
-      into the flat buffer (one ``torch._foreach_copy_`` for the buffer: one
-      extra read and write of those gradients) and ``p.grad`` becomes the
-      view, holding the same values.
+      hook, DDP's ``gradient_as_bucket_view`` or the user put there): when
+      every param has one, laid out as the param, and the step is plain
+      (``engine.reads_grads_in_place()``), the kernel reads each where it
+      lies, by address, and ``.grad`` stays that tensor; otherwise they are
+      copied into the flat buffer (one ``torch._foreach_copy_`` per buffer:
+      one extra read and write of those gradients) and ``p.grad`` becomes
+      the view, holding the same values.
 
-    So torch's default loop (``set_to_none=True``) is exact and costs one
-    gradient copy per step; ``zero_grad(set_to_none=False)`` (one fill per
-    buffer) keeps every step copy-free. A param whose ``.data`` was replaced
+    So torch's default loop (``set_to_none=True``) is exact and, in the
+    common case, copies nothing; ``zero_grad(set_to_none=False)`` (one fill
+    per buffer) keeps every step copy-free too. A param whose ``.data`` was replaced
     after construction is copied back into the buffer (with a warning); a
     change of dtype or device raises: build the optimizer after moving the
     model.
@@ -401,18 +404,33 @@ class Optimizer(torch.optim.Optimizer):
         for group in self._groups():
             if group.tensors:
                 group.refresh_tensors()
-        active = None
-        for buffer in self._buffers:
-            if not buffer.intact():
+        active = grads = None
+        if not all(buffer.intact() for buffer in self._buffers):
+            grads = self._grads_in_place()
+            if grads is None:
                 active = self._gather()
                 if active is not None and not active:
                     return loss  # no param has a gradient: torch changes nothing
-                break
         scale = scaler_factor(self)
         if scale is None:
             return loss  # GradScaler found inf/NaN: skip (it backs off its scale)
-        engine.apply_step(grad_scale=scale, active=active)
+        engine.apply_step(grad_scale=scale, active=active, grads=grads)
         return loss
+
+    def _grads_in_place(self) -> dict[int, int] | None:
+        """The fast path of torch's default loop: every param has a new
+        ``.grad`` that the kernel can read where backward left it (see
+        :meth:`FlatBuffer.grad_addresses`): engine id -> its address. None:
+        the gradients are copied into the flat buffers instead."""
+        if not self._engine.reads_grads_in_place():
+            return None
+        grads: dict[int, int] = {}
+        for buffer in self._buffers:
+            addresses = buffer.grad_addresses() if buffer.params_in_place() else None
+            if addresses is None:
+                return None
+            grads.update(zip(buffer.ids, addresses))
+        return grads
 
     def _gather(self) -> set[int] | None:
         """The slow path: params moved out of their buffer, gradients that are
