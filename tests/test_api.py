@@ -189,3 +189,65 @@ def test_no_writable_cache_dir_warns_and_still_works(tmp_path):
         assert "misses 1" in out
     else:
         assert "no writable compile cache" in out
+
+
+
+KERNEL_SYMBOL = """
+    import numpy as np, fastopt
+    from fastopt.backends import cpu_loops
+    opt = fastopt.RAdam([(np.ones(64, np.float32), np.ones(64, np.float32))])
+    opt.step()
+    kernel = cpu_loops.elementwise_kernel(opt._plans[0].variant.rule, opt.spec.record)
+    (compiled,) = kernel.overloads.values()
+    print("symbol", compiled.fndesc.mangled_name)
+"""
+
+
+def test_processes_name_their_compiled_kernels_apart(tmp_path):
+    """numba names a compiled function after its qualified name, a counter
+    and its argument types. Counted from 1 in every process, the same factory
+    closure compiled for two rules with the same argument types (Adam's and
+    RAdam's kernels: nine coefficients, two states) in two processes got one
+    name for two bodies, and a third process loading both from the cache ran
+    one rule for both (numba issue 10486). fastopt draws the numbers at
+    random: two processes compiling the same kernel give it two names."""
+    symbols = []
+    for k in range(2):
+        # both compile; one hash seed, so that numba's flags are named in one order
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / f"cache{k}"), "PYTHONHASHSEED": "0"}
+        out = _run_in_subprocess(KERNEL_SYMBOL, env, tmp_path)
+        symbols.append(next(line for line in out.splitlines() if line.startswith("symbol")))
+    assert symbols[0] != symbols[1], symbols
+
+
+LAST_OF = """
+    import numpy as np, fastopt
+    for name in {names}:
+        p = np.linspace(-1, 1, 64, dtype=np.float32)
+        grads = [np.cos(np.arange(40, dtype=np.float32)), np.sin(np.arange(24, dtype=np.float32))]
+        opt = getattr(fastopt, name)(fastopt.ParamChain(p, np.zeros_like(p), [(0, 40), (40, 64)]), lr=1e-2)
+        for _ in range(3):
+            opt.step()  # the flat kernel, zero gradients
+            opt.apply_step(grads={{key: g.ctypes.data for key, g in zip(sorted(opt.state), grads)}})
+    print("result", p.tolist())
+"""
+
+
+def test_kernels_cached_by_different_processes_keep_their_own_code(tmp_path):
+    """Adam's and RAdam's kernels have the same argument types (nine
+    coefficients, two states) and the same factory closures: compiled in two
+    processes, then both loaded from the cache by a third, each must still run
+    its own rule (numba names functions with a per-process counter; equal
+    names made the third process link one body for both)."""
+    # One hash seed: numba's names also encode a set of flags, in an order
+    # that varies with the seed, which hid the collision in most runs.
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONHASHSEED": "0"}
+
+    def result(*names):
+        out = _run_in_subprocess(LAST_OF.format(names=list(names)), env, tmp_path)
+        return next(line for line in out.splitlines() if line.startswith("result"))
+
+    result("Adam")
+    alone = result("RAdam")
+    assert result("Adam", "RAdam") == alone
+    assert result("RAdam") == alone

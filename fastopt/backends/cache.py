@@ -13,15 +13,39 @@ the loops change.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
+from numba.core.bytecode import FunctionIdentity
 from numba.core.caching import FunctionCache
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _SOURCES = ("config.py", "rules/*.py", "backends/*.py")
 _warned = False
+
+
+class _RandomIds:
+    """Function ids drawn at random instead of counted from 1 in each process.
+
+    numba names a compiled function after its qualified name, a per-process
+    counter and its argument types. Two factory closures of one qualified
+    name (Adam's and RAdam's per-element function: their records have nine
+    fields each) compiled in two processes can get the same number, hence the
+    same symbol with different bodies; a third process that loads both from
+    the cache links one body for both kernels, and RAdam silently runs
+    Adam's rule (measured here; numba issue 10486). 64 random bits make that
+    collision practically impossible."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        return secrets.randbits(64)
+
+
+FunctionIdentity._unique_ids = _RandomIds()  # type: ignore[assignment]
 
 
 class FactoryKernelCache(FunctionCache):
