@@ -355,7 +355,8 @@ class Optimizer:
             reads the gradients there instead of from the buffers' gradient
             arrays, which are left alone. Every param needs one, and only
             where :meth:`reads_grads_in_place` is True (ValueError otherwise,
-            before anything changes). This is how :mod:`fastopt.torch` reads
+            before anything changes). The addresses themselves cannot be
+            checked: a wrong one reads the wrong memory (a low-level hook). This is how :mod:`fastopt.torch` reads
             the new ``.grad`` tensors of torch's default loop without copying
             them.
 
